@@ -1,0 +1,38 @@
+# ce2l_jax — set-up, tests and the demo. Everything installs from this repo's own files.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The first Python >= 3.12 that actually runs (pyenv shims answer `command -v` but may fail to run).
+PYTHON_CANDIDATES := python3.13 python3.12 python3 python
+FIND_PYTHON = for p in $(PYTHON_CANDIDATES); do \
+    if $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then echo $$p; exit 0; fi; done; \
+  for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9])' | sort -V); do \
+    if PYENV_VERSION=$$v python3 -c '' 2>/dev/null; then echo "env PYENV_VERSION=$$v python3"; exit 0; fi; done; \
+  echo "none"
+WORKDIR ?= workdirs/demo
+PYTEST_ARGS ?=
+JOBS ?= 2
+
+.PHONY: venv test demo bench clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	@py="$$($(FIND_PYTHON))"; \
+	if [ "$$py" = none ]; then echo "error: ce2l_jax needs Python >= 3.12 (jax >= 0.11); install one (pyenv install 3.12) and rerun make" >&2; exit 1; fi; \
+	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$py"; $$py -m venv $(VENV) || exit 1; fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -n $(JOBS) -q $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) run.py --config=configs/synthetic.py --workdir=$(WORKDIR)
+
+bench: venv
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)
