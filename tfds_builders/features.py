@@ -4,8 +4,11 @@
 for SYSU-MM01 and PNG for RegDB / synthetic (lossless). `pid`: the dataset's own identity number.
 `camid`: SYSU / synthetic 1–6 (1, 2, 4, 5 visible; 3, 6 infrared), RegDB 1 visible / 2 thermal.
 `modality`: 0 visible, 1 infrared. `file`: path relative to the dataset root.
+
+Dtypes are numpy types, not strings: TFDS without TensorFlow rejects `"uint8"`.
 """
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 MODALITY_NAMES = ("visible", "infrared")
@@ -15,9 +18,9 @@ SYSU_INFRARED_CAMS = (3, 6)
 
 def features(encoding_format: str = "png") -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict({
-      "image": tfds.features.Image(shape=(None, None, 3), dtype="uint8", encoding_format=encoding_format),
-      "pid": tfds.features.Scalar(dtype="int64"),
-      "camid": tfds.features.Scalar(dtype="int64"),
+      "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format=encoding_format),
+      "pid": tfds.features.Scalar(dtype=np.int64),
+      "camid": tfds.features.Scalar(dtype=np.int64),
       "modality": tfds.features.ClassLabel(names=list(MODALITY_NAMES)),
       "file": tfds.features.Text(),
   })
