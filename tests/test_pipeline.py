@@ -250,9 +250,7 @@ def test_synthetic_builder_integration(tmp_path):
   root = os.path.join(os.path.dirname(__file__), "..", "tfds_builders", "synthetic_vireid")
   if not os.path.isdir(root):
     pytest.skip("tfds_builders/synthetic_vireid is not there yet")
-  tfds = pytest.importorskip("tensorflow_datasets")
-  import importlib
-  mod = importlib.import_module("tfds_builders.synthetic_vireid.synthetic_vireid_dataset_builder")
+  mod = pytest.importorskip("tfds_builders.synthetic_vireid.synthetic_vireid_dataset_builder")
   cls = mod.Builder
   configs = {c.name: c for c in getattr(cls, "BUILDER_CONFIGS", [])}
   config = next((n for n in ("tiny", "smoke", "small") if n in configs), None)
