@@ -1,0 +1,137 @@
+"""Layers shared by the re-ID backbones, written in the forms that are fast on XLA:CPU.
+
+Measured on this project's CPUs (docs/bench/reid.md, /work/shared/STACK.md):
+- a grouped convolution through `feature_group_count` costs as much as a dense convolution with
+  twice the FLOPs; one convolution per group plus a concat is 2–5× faster with the same numbers;
+- max-pool backward through `reduce_window` (select-and-scatter) is slow; a max over the k×k
+  strided slices gives the same forward and gradient (when a window has no ties) and is ~6× faster;
+- local response normalisation through `reduce_window` over channels is already fast.
+Each fast form has a `fast=False` plain twin, tested to give the same numbers.
+
+All images are NHWC.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jnp.ndarray
+Initializer = Callable[..., Array]
+
+
+def _pairs(v: int | Sequence[int]) -> tuple[int, int]:
+  return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def max_pool(x: Array, window: int | Sequence[int] = 3, stride: int | Sequence[int] = 2,
+             padding: int | Sequence[int] = 0, fast: bool = True) -> Array:
+  """Max pooling of NHWC `x`, floor output size ((H + 2p − k) // s + 1), padding with −inf.
+
+  `fast=True` takes the max over the k×k strided slices of `x` (backward: k² cheap selects);
+  `fast=False` is `flax.linen.max_pool` (`reduce_window`, backward by select-and-scatter). Same
+  forward; same gradient wherever a window's maximum is unique (ties share the gradient in the
+  fast form, go to one element in the plain form).
+  """
+  (kh, kw), (sh, sw), (ph, pw) = _pairs(window), _pairs(stride), _pairs(padding)
+  if not fast:
+    return nn.max_pool(x, (kh, kw), (sh, sw), padding=((ph, ph), (pw, pw)))
+  if ph or pw:
+    x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=-jnp.inf)
+  n, h, w, c = x.shape
+  ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+  if ho < 1 or wo < 1:
+    raise ValueError(f"max_pool: input {h}x{w} (padded) is smaller than the {kh}x{kw} window")
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      s = lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
+                    (1, sh, sw, 1))
+      out = s if out is None else jnp.maximum(out, s)
+  return out
+
+
+def local_response_norm(x: Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Array:
+  """Caffe's ACROSS_CHANNELS LRN: x_c / (k + α/n · Σ_{c' ∈ window(c)} x_c'²)^β.
+
+  The window has `size` channels centred on c ((size−1)/2 each side, zero beyond the edges); the
+  sum is a `reduce_window` over the channel axis (a concrete numpy 0 as init, so JAX sees a
+  differentiable window sum). BVLC AlexNet: size 5, α = 1e-4, β = 0.75, k = 1
+  (TensorFlow's `tf.nn.lrn(radius=2, alpha=2e-5)` is the same layer with α/n pre-divided).
+  """
+  lo = (size - 1) // 2
+  sq = lax.reduce_window(jnp.square(x), np.array(0, x.dtype), lax.add, (1, 1, 1, size),
+                         (1, 1, 1, 1), ((0, 0), (0, 0), (0, 0), (lo, size - 1 - lo)))
+  return x / jnp.power(k + (alpha / size) * sq, beta)
+
+
+class GroupedConv(nn.Module):
+  """2-D convolution with `groups` input/output channel groups (Caffe/AlexNet `group`).
+
+  Parameters have the layout of `nn.Conv(feature_group_count=groups)`: `kernel`
+  (kh, kw, in/groups, features) where output channels [g·F/G, (g+1)·F/G) read input group g, and
+  `bias` (features,). `padding` is an explicit symmetric int (Caffe's `pad`), or a string.
+  `fast=True` runs one convolution per group and concatenates; `fast=False` runs one
+  `feature_group_count` convolution. With groups = 1 both are a plain convolution.
+  """
+  features: int
+  kernel_size: int | Sequence[int]
+  strides: int | Sequence[int] = 1
+  padding: int | Sequence[int] | str = 0
+  groups: int = 1
+  use_bias: bool = True
+  fast: bool = True
+  dtype: Any = jnp.float32
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  bias_init: Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kh, kw = _pairs(self.kernel_size)
+    cin, g = x.shape[-1], self.groups
+    if cin % g or self.features % g:
+      raise ValueError(f"GroupedConv: channels {cin}->{self.features} not divisible by groups={g}")
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, cin // g, self.features), jnp.float32)
+    if isinstance(self.padding, str):
+      pad = self.padding
+    else:
+      ph, pw = _pairs(self.padding)
+      pad = ((ph, ph), (pw, pw))
+    x = x.astype(self.dtype)
+    kernel = kernel.astype(self.dtype)
+    conv = lambda inp, ker, fgc: lax.conv_general_dilated(
+        inp, ker, _pairs(self.strides), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=fgc)
+    if g == 1 or not self.fast:
+      y = conv(x, kernel, g)
+    else:
+      ci, co = cin // g, self.features // g
+      y = jnp.concatenate([conv(x[..., i * ci:(i + 1) * ci], kernel[..., i * co:(i + 1) * co], 1)
+                           for i in range(g)], axis=-1)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
+    return y
+
+
+class GeM(nn.Module):
+  """Generalised-mean pooling over H, W: (mean_hw max(x, eps)^p)^(1/p) → (N, C).
+
+  p = 1 is average pooling, p → ∞ max pooling. AGW uses p = 3 fixed; `learnable=True` makes p a
+  scalar parameter `p` (initialised at `p`). The clamp at `eps` keeps x^p and its gradient finite.
+  """
+  p: float = 3.0
+  learnable: bool = False
+  eps: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    p = (self.param("p", nn.initializers.constant(self.p), (), jnp.float32)
+         if self.learnable else jnp.asarray(self.p, jnp.float32))
+    x = jnp.maximum(x.astype(jnp.float32), self.eps)
+    return jnp.power(jnp.mean(jnp.power(x, p), axis=(-3, -2)), 1.0 / p)
