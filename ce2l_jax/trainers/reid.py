@@ -261,8 +261,11 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
     updates, new_opt = tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
 
+    update_norm = optax.global_norm(updates)
     finite = {k: jnp.isfinite(v) for k, v in terms.items()}
     finite["grad"] = jnp.isfinite(grad_norm)
+    # Finite loss and gradient can still overflow the parameters (a huge lr): never keep those.
+    finite["update"] = jnp.isfinite(update_norm)
     ok = jnp.all(jnp.stack(list(finite.values())))
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
     new_state = state.replace(
@@ -271,8 +274,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
         opt_state=keep(new_opt, state.opt_state))
 
     accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["pid"]).astype(jnp.float32))
-    metrics = dict(terms, **diag, accuracy=accuracy, grad_norm=grad_norm, lr=schedule(state.step),
-                   skipped=(~ok).astype(jnp.float32))
+    metrics = dict(terms, **diag, accuracy=accuracy, grad_norm=grad_norm, update_norm=update_norm,
+                   lr=schedule(state.step), skipped=(~ok).astype(jnp.float32))
     metrics.update({f"finite/{k}": v for k, v in finite.items()})
     return new_state, metrics
 
@@ -479,11 +482,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, train_iterator: Itera
     if not bad:
       return
     if cfg.nan_policy == "stop":
-      values = jax.device_get({k: m["grad_norm" if k == "grad" else k] for k in bad})
+      names = {k: {"grad": "grad_norm", "update": "update_norm"}.get(k, k) for k in bad}
+      values = jax.device_get({names[k]: m[names[k]] for k in bad})
       last = ckpt.latest_step()
       raise NonFiniteError(
           f"re-ID step {step_no}: non-finite {', '.join(bad)} ("
-          + ", ".join(f"{'grad_norm' if k == 'grad' else k}={float(v)}" for k, v in values.items())
+          + ", ".join(f"{k}={float(v)}" for k, v in values.items())
           + "); the update was not applied and training stopped. Last good checkpoint: "
           + (f"step {last}" if last is not None else "none") + f" in {ckpt.directory}. Lower "
           "reid.lr or set reid.nan_policy='skip' to skip such updates.")
