@@ -1,0 +1,107 @@
+"""The procedural synthetic dataset (`ce2l_jax.data.synthetic`): pure numpy, no TFDS."""
+
+import collections
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+
+from ce2l_jax.data import synthetic
+
+TINY = synthetic.CONFIGS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  return {split: synthetic.generate("tiny", split) for split in synthetic.SPLITS}
+
+
+@pytest.fixture(scope="module")
+def small_test():
+  return synthetic.generate("small", "test")
+
+
+def test_deterministic_from_seed(tiny):
+  again = synthetic.generate("tiny", "test")
+  for key in ("image", "pid", "camid", "modality", "file"):
+    np.testing.assert_array_equal(again[key], tiny["test"][key])
+  other = synthetic.generate(dataclasses.replace(TINY, seed=1), "test")
+  same_len = min(len(other["image"]), len(tiny["test"]["image"]))
+  assert not np.array_equal(other["image"][:same_len], tiny["test"]["image"][:same_len])
+
+
+def test_an_image_does_not_depend_on_its_batch(tiny):
+  table = synthetic.specs("tiny", "test")
+  rows = [len(table["pid"]) - 1, 3, 0]
+  np.testing.assert_array_equal(synthetic.render("tiny", synthetic.take(table, rows)),
+                                tiny["test"]["image"][rows])
+  chunks = list(synthetic.iter_chunks("tiny", "test", chunk_size=7))
+  np.testing.assert_array_equal(np.concatenate([c["image"] for c in chunks]), tiny["test"]["image"])
+
+
+def test_images(tiny):
+  for data in tiny.values():
+    images = data["image"]
+    assert images.dtype == np.uint8 and images.shape[1:] == (TINY.height, TINY.width, 3)
+    ir = data["modality"] == 1
+    gray = (images[..., 0] == images[..., 1]).all(axis=(1, 2)) & \
+           (images[..., 1] == images[..., 2]).all(axis=(1, 2))
+    np.testing.assert_array_equal(gray, ir)  # infrared: one channel repeated; visible: colour
+    assert images.std(axis=(1, 2, 3)).min() > 10  # not blank
+
+
+def test_counts_cameras_and_ids(tiny):
+  train, test = (set(tiny[s]["pid"].tolist()) for s in synthetic.SPLITS)
+  assert train == set(range(1, TINY.num_train_ids + 1))
+  assert test == set(range(TINY.num_train_ids + 1, TINY.num_ids + 1))
+  for data in tiny.values():
+    cams = data["camid"]
+    assert set(cams.tolist()) <= set(synthetic.CAMERAS)
+    np.testing.assert_array_equal(data["modality"], np.isin(cams, synthetic.INFRARED_CAMS))
+    per_cam = collections.Counter(zip(data["pid"].tolist(), cams.tolist()))
+    assert all(TINY.min_images <= n <= TINY.max_images for n in per_cam.values())
+    for pid in set(data["pid"].tolist()):
+      modalities = set(data["modality"][data["pid"] == pid].tolist())
+      assert modalities == {0, 1}, f"pid {pid} lacks a modality"
+    for f, p, c in zip(data["file"], data["pid"], cams):
+      m = re.fullmatch(r"cam(\d)/(\d{4})/(\d{4})\.png", f)
+      assert m and (int(m[1]), int(m[2])) == (c, p) and 1 <= int(m[3]) <= TINY.max_images
+    assert len(set(data["file"].tolist())) == len(data["file"])
+
+
+def test_some_identities_miss_some_cameras():
+  table = synthetic.specs("small")
+  seen = collections.Counter(table["pid"][np.unique(table["pid"] * 10 + table["camid"],
+                                                    return_index=True)[1]].tolist())
+  assert min(seen.values()) < 6 and max(seen.values()) == 6
+
+
+def test_infrared_is_independent_of_colour():
+  ids = synthetic.identities("default")
+  for part in ("upper1", "lower1", "backpack"):
+    luminance = ids["rgb"][part] @ np.array([0.299, 0.587, 0.114], np.float32)
+    r = np.corrcoef(luminance, ids["ir"][part][:, 0])[0, 1]
+    assert abs(r) < 0.2, (part, r)
+
+
+def test_modality_gap_is_real_and_identities_are_distinguishable(small_test):
+  """Raw pixels (grayscale, 32×16, L2-normalised): good within visible, chance across."""
+  chance = 1 / synthetic.CONFIGS["small"].num_test_ids
+  visible = synthetic.raw_pixel_rank1(small_test, 0, 0)
+  cross = synthetic.raw_pixel_rank1(small_test, 1, 0)
+  assert visible > 4 * chance, visible
+  assert cross < 2 * chance, cross
+  assert visible - cross > 0.2
+
+
+def test_draw_grid(tmp_path):
+  from PIL import Image
+  path = tmp_path / "grid.png"
+  synthetic.draw_grid("tiny", str(path), num_ids=2)
+  assert Image.open(path).size[0] > 6 * TINY.width
+
+
+def test_unknown_config():
+  with pytest.raises(ValueError, match="unknown synthetic config"):
+    synthetic.get_config("huge")
