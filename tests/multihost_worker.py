@@ -1,0 +1,338 @@
+"""A helper process for tests/test_scale.py and tests/test_faults.py (not a test module).
+
+Every mode runs real project code in a fresh process, so a test can start several of them
+(multi-host), or kill one with SIGKILL at a chosen point and rerun it. JAX reads
+`XLA_FLAGS` (fake CPU devices), `JAX_PLATFORMS` and, for several processes,
+`JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` / `JAX_PROCESS_ID` from the environment
+(`ce2l_jax.parallel.initialize_distributed`).
+
+  python tests/multihost_worker.py reid --workdir W --out P.npz [--num_steps 4]
+      [--checkpoint_every 2] [--sleep_after 2 --sleep 0.5] [--kill_at_batch N]
+      [--kill_in_save N]
+    The re-ID trainer (`trainers.reid.train`) with the real P×K grain pipeline on a tiny
+    in-memory dataset (6 identities, 32×16 images) and a one-block ResNet; process 0 writes the
+    final params and batch_stats to P.npz (keys = tree paths). Each process builds only its own
+    columns of every batch (the pipeline's process_index/process_count) and the trainer
+    assembles the global batch with `make_array_from_process_local_data`.
+    --kill_at_batch N: SIGKILL this process when the trainer asks for its N-th batch (counted
+    from this process's start). --kill_in_save N: SIGKILL inside orbax's save of step N, after
+    the data is written and before the temporary folder is committed (renamed).
+    --sleep_after/--sleep: slow every batch after the first few, so a parent can kill the run
+    from outside while it trains.
+
+  python tests/multihost_worker.py build --manual_dir M --data_dir D --kill_at_image N
+    `python -m ce2l_jax.tfds_build tfds_builders/sysu_mm01 ...` in this process, SIGKILLed
+    while TFDS writes the records (at the N-th image encoded).
+
+  python tests/multihost_worker.py convert --workdir W [--kill_at_chunk N] [--kill_in_build]
+    The convert stage on a tiny in-memory source (40 records, chunks of 8) with a fixed tiny
+    generator; SIGKILL half-way through writing chunk N's file, or while the TFDS dataset is
+    being built from the finished chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+P, K, H, W = 4, 2, 32, 16
+NUM_IDS = 6
+PER_ID = 3
+TINY_RESNET = {"blocks": (1,), "width": 4}
+
+
+def die() -> None:
+  """kill -9 of this very process: no cleanup, no finally blocks, no flush."""
+  sys.stdout.flush()
+  os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------ re-ID
+
+def tiny_sources():
+  """6 identities × (3 visible + 3 infrared) random 32×16 images, as a ReidSources."""
+  from ce2l_jax.data import pipeline, sources
+  rng = np.random.default_rng(0)
+  cols = {"image": [], "pid": [], "camid": [], "modality": [], "file": []}
+  for pid in range(1, NUM_IDS + 1):
+    for modality, cam in ((0, 1), (1, 3)):
+      for j in range(PER_ID):
+        img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        if modality:
+          img = np.repeat(img[..., :1], 3, axis=-1)
+        cols["image"].append(img)
+        cols["pid"].append(pid)
+        cols["camid"].append(cam)
+        cols["modality"].append(modality)
+        cols["file"].append(f"cam{cam}/{pid:04d}/{j:04d}.png")
+  src = sources.InMemorySource({k: (np.stack(v) if k == "image" else np.asarray(v))
+                                for k, v in cols.items()})
+  vis, ir = sources.split_by_modality(src)
+  return pipeline.ReidSources(vis, ir)
+
+
+def input_config():
+  from ce2l_jax.data import pipeline
+  c = pipeline.default_input_config("modern")
+  c.p, c.k = P, K
+  c.resize = c.crop = c.image_size = (H, W)
+  c.pad = 2                 # random crop, flip and erasing all draw from the example rng
+  c.threads = 1
+  c.prefetch = 2
+  return c
+
+
+def reid_config(num_steps: int, checkpoint_every: int, **reid):
+  import ml_collections
+  from ce2l_jax.trainers import reid as reid_lib
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.resume = ""
+  c.init = ""
+  c.mesh = ml_collections.ConfigDict({"num_devices": 0})
+  c.input = input_config()
+  c.reid = reid_lib.default_config()
+  c.reid.update(dict(model="resnet_tiny", lr=0.05, lsr_on="all", num_steps=num_steps,
+                     log_every=1, checkpoint_every=checkpoint_every, progress_bar=False,
+                     fast_compile=True))
+  c.reid.model_kwargs = ml_collections.ConfigDict(TINY_RESNET)
+  c.reid.update(reid)
+  return c
+
+
+class Tap:
+  """A pass-through map stage on the batch stream (grain keeps the iterator state): slows it
+  down or kills the process when the trainer asks for a given batch."""
+
+  def __init__(self, kill_at_batch: int = 0, sleep_after: int = 0, sleep: float = 0.0):
+    self.kill_at_batch, self.sleep_after, self.sleep = kill_at_batch, sleep_after, sleep
+    self.calls = 0
+
+  def __call__(self, batch):
+    self.calls += 1
+    if self.kill_at_batch and self.calls == self.kill_at_batch:
+      die()
+    if self.sleep and self.calls > self.sleep_after:
+      time.sleep(self.sleep)
+    return batch
+
+
+def kill_inside_save(step: int) -> None:
+  """Makes orbax's commit of step `step` (the rename of its temporary folder) SIGKILL us."""
+  from orbax.checkpoint._src.path import atomicity
+  real = atomicity.AtomicRenameTemporaryPath.finalize
+
+  async def finalize(self, *args, **kwargs):
+    if self._final_path.name == str(step):
+      die()
+    return await real(self, *args, **kwargs)
+
+  atomicity.AtomicRenameTemporaryPath.finalize = finalize
+
+
+def flat_variables(variables) -> dict[str, np.ndarray]:
+  """{tree path: host array} of params and batch_stats (replicated: this process's copy)."""
+  import jax
+  out = {}
+  for name in ("params", "batch_stats"):
+    tree = variables[name] if isinstance(variables, dict) else getattr(variables, name)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+      out[name + jax.tree_util.keystr(path)] = np.asarray(leaf.addressable_shards[0].data)
+  return out
+
+
+def run_reid(args) -> None:
+  import jax
+  from ce2l_jax import parallel
+  from ce2l_jax.data import pipeline
+  from ce2l_jax.trainers import reid
+  parallel.initialize_distributed()
+  print("distributed: ready", flush=True)
+  if args.kill_in_save:
+    kill_inside_save(args.kill_in_save)
+  config = reid_config(args.num_steps, args.checkpoint_every)
+  mesh = parallel.make_mesh()
+  pipe = pipeline.build_reid_train_pipeline(tiny_sources(), config.input, seed=config.seed,
+                                            num_devices=mesh)
+  it = iter(pipe.dataset.map(Tap(args.kill_at_batch, args.sleep_after, args.sleep)))
+  state = reid.train(config, args.workdir, it, pipe.num_classes, mesh,
+                     steps_per_epoch=pipe.steps_per_epoch)
+  flat = flat_variables(state)
+  if jax.process_index() == 0 and args.out:
+    tmp = args.out + ".tmp.npz"
+    np.savez(tmp, step=int(np.asarray(state.step.addressable_shards[0].data)), **flat)
+    os.replace(tmp, args.out)
+  print(f"worker {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
+        f"local batch {pipe.local_batch}, step {int(np.asarray(state.step.addressable_shards[0].data))}",
+        flush=True)
+
+
+def smoke_config(data_dir: str, num_devices: int = 0):
+  """configs/smoke.py (synthetic_vireid/tiny, resnet_tiny at 32×16, P=4 K=2, 4 steps,
+  checkpoints every 2) without the CycleGAN: the re-ID and evaluate stages only."""
+  from ce2l_jax import stages
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  c = stages.load_config_file(os.path.join(repo, "configs", "smoke.py"))
+  c.data.data_dir = data_dir
+  c.cyclegan.enabled = False
+  c.mesh.num_devices = num_devices
+  return c
+
+
+def run_smoke_stages(data_dir: str, workdir: str, *, num_devices: int = 0, kill_at_batch: int = 0,
+                     out: str = "") -> int:
+  """`stages.run(smoke config, workdir, ["reid", "evaluate"])` (what run.py calls); writes the
+  final re-ID params to `out` (process 0); returns this process's columns of a train batch."""
+  import dataclasses
+  import jax
+  from ce2l_jax import stages
+  from ce2l_jax.trainers import reid
+  real_build = reid.build_train_pipeline
+  local = []
+
+  def build_train_pipeline(config, workdir, mesh):
+    pipe = real_build(config, workdir, mesh)
+    local.append(pipe.local_batch)
+    return dataclasses.replace(pipe, dataset=pipe.dataset.map(Tap(kill_at_batch)))
+
+  reid.build_train_pipeline = build_train_pipeline
+  try:
+    config = smoke_config(data_dir, num_devices)
+    stages.run(config, workdir, ["reid", "evaluate"])
+    if out:
+      _, variables, step = reid.restore_variables(stages.prepare_config(config), workdir)
+      flat = flat_variables(variables)
+      if jax.process_index() == 0:
+        np.savez(out, step=step, **flat)
+  finally:
+    reid.build_train_pipeline = real_build
+  return local[0] if local else 0
+
+
+def run_stage(args) -> None:
+  import jax
+  from ce2l_jax import parallel
+  parallel.initialize_distributed()
+  print("distributed: ready", flush=True)
+  local = run_smoke_stages(args.data_dir, args.workdir, kill_at_batch=args.kill_at_batch, out=args.out)
+  print(f"worker {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
+        f"local batch {local}", flush=True)
+
+
+# ------------------------------------------------------------------------------- TFDS build
+
+def run_build(args) -> None:
+  from ce2l_jax import tfds_build
+  from tfds_builders import manual_check
+  real = manual_check.feature_image
+  calls = [0]
+
+  def feature_image(*a, **kw):
+    calls[0] += 1
+    if calls[0] == args.kill_at_image:
+      die()
+    return real(*a, **kw)
+
+  manual_check.feature_image = feature_image
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  tfds_build.main(tfds_build.parse_flags([
+      "ce2l-tfds-build", os.path.join(repo, "tfds_builders", "sysu_mm01"),
+      f"--manual_dir={args.manual_dir}", f"--data_dir={args.data_dir}"]))
+
+
+# ---------------------------------------------------------------------------------- convert
+
+def convert_inputs():
+  """(run config, in-memory source of 40 records, fixed tiny generator params)."""
+  import ml_collections
+  from ce2l_jax import convert
+  from ce2l_jax.data import sources
+  from ce2l_jax.models import cyclegan as cg
+  from ce2l_jax.trainers import cyclegan as T
+  rng = np.random.default_rng(1)
+  n = 40
+  modality = np.arange(n) % 3 == 2
+  image = rng.integers(0, 256, (n, 48, 24, 3), dtype=np.uint8)
+  image[modality] = image[modality][..., :1]
+  source = sources.InMemorySource({
+      "image": image, "pid": np.arange(n) // 4 + 1, "camid": np.where(modality, 3, 1),
+      "modality": modality.astype(np.int64), "file": np.array([f"f{i:03d}.png" for i in range(n)])})
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.cyclegan = T.default_config()
+  config.cyclegan.update(dict(image_size=(32, 16), ngf=4, ndf=4, n_blocks=1, n_layers_d=2))
+  config.convert = convert.default_config()
+  config.convert.update(dict(chunk_size=8, batch_size=8))
+  params = cg.init_params(cg.build_models(config.cyclegan), 0, (32, 16))
+  return config, source, {r: params[r] for r in cg.ROLES[:2]}
+
+
+def run_convert(args) -> None:
+  from ce2l_jax import convert
+  config, source, gens = convert_inputs()
+  if args.kill_at_chunk is not None:
+    real_savez = np.savez
+
+    def savez(f, **arrays):
+      name = getattr(f, "name", str(f))
+      if f"chunk_{args.kill_at_chunk:06d}.npz.tmp" in name:
+        real_savez(f, **{k: arrays[k] for k in list(arrays)[:3]})  # a part of the file, then
+        f.flush()
+        die()                                                        # kill -9
+      return real_savez(f, **arrays)
+
+    convert.np.savez = savez
+  if args.kill_in_build:
+    from tfds_builders.ce2l_converted import ce2l_converted_dataset_builder as b
+    real_gen = b.Ce2lConverted._generate_examples
+
+    def generate(self, *a, **kw):
+      for i, ex in enumerate(real_gen(self, *a, **kw)):
+        if i == 20:
+          die()
+        yield ex
+
+    b.Ce2lConverted._generate_examples = generate
+  summary = convert.convert_dataset(config, args.workdir, gen_params=gens, source=source,
+                                    progress=False)
+  print(f"convert: {summary['converted_now']} converted now", flush=True)
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser()
+  ap.add_argument("mode", choices=("reid", "stage", "build", "convert"))
+  ap.add_argument("--workdir")
+  ap.add_argument("--out", default="")
+  ap.add_argument("--num_steps", type=int, default=4)
+  ap.add_argument("--checkpoint_every", type=int, default=2)
+  ap.add_argument("--sleep_after", type=int, default=0)
+  ap.add_argument("--sleep", type=float, default=0.0)
+  ap.add_argument("--kill_at_batch", type=int, default=0)
+  ap.add_argument("--kill_in_save", type=int, default=0)
+  ap.add_argument("--manual_dir")
+  ap.add_argument("--data_dir")
+  ap.add_argument("--kill_at_image", type=int, default=0)
+  ap.add_argument("--kill_at_chunk", type=int, default=-1)
+  ap.add_argument("--kill_in_build", action="store_true")
+  args = ap.parse_args()
+  if args.mode == "reid":
+    run_reid(args)
+  elif args.mode == "stage":
+    run_stage(args)
+  elif args.mode == "build":
+    run_build(args)
+  else:
+    if args.kill_at_chunk < 0:
+      args.kill_at_chunk = None
+    run_convert(args)
+
+
+if __name__ == "__main__":
+  main()

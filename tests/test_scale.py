@@ -1,0 +1,218 @@
+"""Scale: more devices or more hosts must not change a number.
+
+Covered elsewhere, not repeated here (docs/notes/issue8.md):
+- tests/test_reid_trainer.py::test_step_changes_params_no_recompile_and_sharded_equals_unsharded:
+  the re-ID step on 8 fake devices equals 1 device over 3 steps (losses, params, BatchNorm
+  running statistics);
+- tests/test_cyclegan.py::test_sharded_step_equals_unsharded: one CycleGAN step, 8 vs 1 devices
+  (losses, params, the RGB history pool while it fills).
+Here: the CycleGAN over several steps once its history pools are full (the swap path draws
+random slots per image: the sharded step must draw the same ones), both pools and both
+optimiser states; and the re-ID stage on 2 processes × 2 CPU devices (`jax.distributed` over
+127.0.0.1, killed with SIGKILL after its first checkpoint and resumed, then evaluated) against
+one process with 4 devices.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from ce2l_jax import parallel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "multihost_worker.py")
+
+
+# ------------------------------------------------------------------------------ CycleGAN
+
+def test_cyclegan_steps_with_full_pools_sharded_equal_unsharded():
+  """3 steps with a pool of 4 and batches of 8: from step 2 on the pools swap images at random
+  slots. 8 devices vs 1: losses, both pools, every parameter and Adam moment, the four
+  networks' outputs.
+
+  Conv biases right before an instance norm (generators and PatchGAN middle layers) have a zero
+  true gradient; Adam turns their rounding noise into ±lr steps, so those are compared only
+  through the outputs (which they cannot change), as in tests/test_cyclegan.py.
+  """
+  from ce2l_jax.models import cyclegan as cg
+  from ce2l_jax.trainers import cyclegan as T
+  from tests.test_cyclegan import fake_batch, tiny_cfg
+  cfg = tiny_cfg()
+  runs = {}
+  for n in (8, 1):
+    mesh = parallel.make_mesh(n)
+    models, tx_g, tx_d, step, _ = T.step_functions(cfg, mesh)
+    state = T.init_train_state(cfg, models, tx_g, tx_d, mesh)
+    history = []
+    for i in range(3):
+      state, m = step(state, parallel.shard_batch(fake_batch(10 + i), mesh))
+      history.append(jax.device_get(m))
+    runs[n] = (jax.device_get(state), history)
+  (s8, h8), (s1, h1) = runs[8], runs[1]
+  for a, b in zip(h8, h1):
+    for k in T.LOSS_NAMES:
+      np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
+  assert int(s8.pool_rgb.num) == int(s8.pool_ir.num) == cfg.pool_size
+  for pool in ("pool_rgb", "pool_ir"):
+    np.testing.assert_allclose(getattr(s8, pool).images, getattr(s1, pool).images, atol=2e-5,
+                               err_msg=pool)
+  def cancelled(path):  # a conv bias followed by an instance norm
+    names = [getattr(p, "key", "") for p in path]
+    return names[-1] == "bias" and names[-2] not in ("head", "out", "conv0")
+
+  for tree8, tree1 in ((s8.params, s1.params), (s8.opt_state_g, s1.opt_state_g),
+                       (s8.opt_state_d, s1.opt_state_d)):
+    leaves1 = jax.tree.leaves(tree1)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(tree8), leaves1, strict=True):
+      if not cancelled(path):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5, err_msg=jax.tree_util.keystr(path))
+  models = cg.build_models(cfg)
+  x = T.to_unit_range(np.asarray(fake_batch(99)["rgb"]))
+  for role in T.ROLES if hasattr(T, "ROLES") else (*T.GEN_ROLES, *T.DISC_ROLES):
+    out = lambda p: models[role].apply({"params": p[role]}, x)
+    np.testing.assert_allclose(out(s8.params), out(s1.params), atol=1e-4, err_msg=role)
+  assert int(s8.step) == int(s1.step) == 3
+
+
+# ------------------------------------------------------------------------------ multi-host
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def worker_env(devices: int, **extra) -> dict:
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", **extra)
+  flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+  env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
+  for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    env.pop(k, None)
+  env.update(extra)
+  return env
+
+
+def launch(args: list[str], num_processes: int, devices_per_process: int, tmp_path, tag: str,
+           timeout: float = 400) -> list[tuple[int, str]]:
+  """Starts `num_processes` workers of one `jax.distributed` job on 127.0.0.1; waits for all.
+
+  Returns [(exit code, log)] per process. On a timeout every process is killed (no orphan
+  holds the port) and the test fails with their logs.
+  """
+  port = free_port()
+  procs, logs = [], []
+  for pid in range(num_processes):
+    log = open(tmp_path / f"{tag}_{pid}.log", "w+")
+    env = worker_env(devices_per_process, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                     JAX_NUM_PROCESSES=str(num_processes), JAX_PROCESS_ID=str(pid))
+    procs.append(subprocess.Popen([sys.executable, WORKER, *args], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True))
+    logs.append(log)
+  deadline = time.monotonic() + timeout
+  try:
+    for p in procs:
+      p.wait(timeout=max(1.0, deadline - time.monotonic()))
+  except subprocess.TimeoutExpired:
+    pass
+  finally:
+    timed_out = [p for p in procs if p.poll() is None]
+    for p in timed_out:
+      os.killpg(p.pid, signal.SIGKILL)
+      p.wait()
+  out = []
+  for p, log in zip(procs, logs):
+    log.seek(0)
+    out.append((p.returncode, log.read()))
+    log.close()
+  if timed_out:
+    pytest.fail(f"{tag}: worker(s) timed out after {timeout:.0f} s\n" + tail(out))
+  return out
+
+
+def tail(results, n=3000) -> str:
+  return "\n".join(f"--- process {i} (rc {rc})\n{log[-n:]}" for i, (rc, log) in enumerate(results))
+
+
+def skip_unless_distributed_started(results) -> None:
+  """Skip (with the reason) when `jax.distributed` cannot start here, e.g. no loopback TCP."""
+  if any("distributed: ready" not in log for _, log in results):
+    lines = [ln for _, log in results for ln in log.splitlines() if ln.strip()]
+    pytest.skip("jax.distributed.initialize did not start on 127.0.0.1: " + (lines[-1] if lines else "?"))
+
+
+def load(path) -> dict[str, np.ndarray]:
+  with np.load(path) as z:
+    return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+  """synthetic_vireid/tiny (the smoke config's dataset), built once (under a second)."""
+  from ce2l_jax import stages
+  from tests import multihost_worker as mw
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  stages.ensure_data(stages.prepare_config(mw.smoke_config(data_dir)))
+  return data_dir
+
+
+def test_two_hosts_killed_and_resumed_equal_one_host(tmp_path, smoke_data):
+  """The smoke config's re-ID + evaluate stages (`stages.run`, as run.py) on 2 processes × 2
+  CPU devices: both are SIGKILLed at their 4th batch (after the checkpoint of step 2), rerun
+  (resume: state from the shared checkpoint, each process's own data position), trained to
+  step 4 and evaluated. Same parameters, BatchNorm statistics, logged losses and test numbers
+  as one process with 4 devices, within float tolerance (the cross-process reductions sum in
+  another order)."""
+  from tests import multihost_worker as mw
+  multi = str(tmp_path / "multi")
+  args = ["stage", f"--data_dir={smoke_data}", f"--workdir={multi}"]
+  killed = launch(args + ["--kill_at_batch=4"], 2, 2, tmp_path, "killed")
+  skip_unless_distributed_started(killed)
+  assert all(rc == -signal.SIGKILL for rc, _ in killed), tail(killed)
+  assert sorted(os.listdir(os.path.join(multi, "reid", "checkpoints"))) == ["2"]
+  # One checkpoint, written by both processes: the state once, each one's data position.
+  assert sorted(os.listdir(os.path.join(multi, "reid", "checkpoints", "2", "data"))) == [
+      "commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"]
+
+  out = str(tmp_path / "multi.npz")
+  resumed = launch(args + [f"--out={out}"], 2, 2, tmp_path, "resumed")
+  assert all(rc == 0 for rc, _ in resumed), tail(resumed)
+  for i, (_, log) in enumerate(resumed):
+    # Each process built only its half of every batch (P×K = 8 per modality, 4 per process).
+    assert f"worker {i}/2: 4 devices, local batch 4" in log, log[-2000:]
+  assert "resuming from the checkpoint of step 2" in resumed[0][1]
+
+  single = str(tmp_path / "single")
+  local = mw.run_smoke_stages(smoke_data, single, num_devices=4, out=str(tmp_path / "single.npz"))
+  assert local == 8
+
+  a, b = load(tmp_path / "single.npz"), load(out)
+  assert sorted(a) == sorted(b) and int(a["step"]) == int(b["step"]) == 4
+  assert any(k.startswith("batch_stats") for k in a)
+  for k in a:
+    np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+  def losses(workdir):
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    return {r["step"]: (r["loss"], r["ce"], r["cross"], r["intra"]) for r in rows
+            if r["stage"] == "reid" and "loss" in r}
+
+  la, lb = losses(single), losses(multi)
+  assert sorted(la) == sorted(lb) == [2, 4]
+  for s in la:
+    np.testing.assert_allclose(lb[s], la[s], rtol=1e-4, err_msg=f"step {s}")
+
+  ra = json.load(open(os.path.join(single, "results.json")))
+  rb = json.load(open(os.path.join(multi, "results.json")))
+  assert ra.keys() == rb.keys()
+  for row in ra:
+    for setting in ra[row]:
+      for key, v in ra[row][setting]["mean"].items():
+        assert rb[row][setting]["mean"][key] == pytest.approx(v, abs=1e-6), (row, setting, key)
