@@ -21,7 +21,8 @@ nothing and the re-ID stage trains on real images only.
 Idempotent: a stage whose DONE marker exists is skipped; an interrupted one resumes from its
 last checkpoint (the trainers restore the state and the input position). A stage whose input is
 missing (e.g. `--stages=reid` with the CycleGAN enabled and no converted dataset) stops before
-anything runs, naming the stage to run first. `<workdir>/config.json` is written at the start;
+anything runs, naming the stage to run first. `<workdir>/config.json` is written at the start
+(after those checks);
 a workdir made with another config is refused, naming the differing keys, unless `force`
 (keys that cannot change the results, `IGNORED_KEYS`, may differ).
 
@@ -168,8 +169,9 @@ def _short(v: Any) -> str:
   return s if len(s) <= 40 else s[:37] + "..."
 
 
-def write_or_check_config(workdir: str, config: ml_collections.ConfigDict, force: bool) -> None:
-  """`<workdir>/config.json`: written when absent; compared (but for IGNORED_KEYS) otherwise."""
+def check_workdir_config(workdir: str, config: ml_collections.ConfigDict, force: bool) -> None:
+  """Compares `config` with `<workdir>/config.json` (but for IGNORED_KEYS): UserError naming the
+  differing keys, or with `force` a warning."""
   path = os.path.join(workdir, "config.json")
   current = json.loads(_config_json(config))
   if os.path.exists(path):
@@ -186,7 +188,11 @@ def write_or_check_config(workdir: str, config: ml_collections.ConfigDict, force
     if keys:
       print(f"warning: --force: going on in {workdir} with a config that differs in "
             f"{', '.join(keys)}; finished stages are kept", file=sys.stderr)
-  _atomic_write(path, _config_json(config) + "\n")
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """`<workdir>/config.json`, atomically (the run's config as it starts)."""
+  _atomic_write(os.path.join(workdir, "config.json"), _config_json(config) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -649,12 +655,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | None, stages: Iterable
   selected = parse_stages(stages)
   config = prepare_config(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  os.makedirs(workdir, exist_ok=True)
-  write_or_check_config(workdir, config, force)
+  # Everything that can refuse the run does so before anything is written.
+  check_workdir_config(workdir, config, force)
   trials = trials_of(config)
   for t in trials:
     check_inputs(trial_config(config, t), trial_dir(workdir, t), selected)
   ensure_data(config)
+  write_config(workdir, config)
 
   times: dict[str, float] = {}
   for i, t in enumerate(trials):

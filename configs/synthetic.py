@@ -11,7 +11,7 @@ SYSU's cameras), 10 random galleries per setting.
   python run.py --config=configs/synthetic.py --workdir=workdirs/demo
   python run.py --config=configs/synthetic.py --config.cyclegan.enabled=false --workdir=workdirs/demo_noconv
 
-Expected: TIME_AND_NUMBERS
+Expected: about 10 min on 2 CPU cores (to be measured; docs/notes/issue7.md).
 """
 
 import os

@@ -1,0 +1,177 @@
+"""Every config file loads, derives from its base only where intended, and rejects typos.
+
+Config files are loaded as run.py does (`ce2l_jax.stages.load_config_file`); the typo check
+runs run.py itself (its pre-check fails before any flag parsing or JAX work).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ce2l_jax import stages
+from ce2l_jax.config_check import diff_configs, flatten
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = ("base", "sysu", "sysu_resnet", "regdb", "synthetic", "smoke")
+RUNNABLE = CONFIGS[1:]
+
+
+def load(name, arg=None):
+  path = os.path.join(ROOT, "configs", f"{name}.py")
+  return stages.load_config_file(path + (f":{arg}" if arg else ""))
+
+
+def as_json(config):
+  return json.loads(config.to_json_best_effort())
+
+
+def changed(a, b):
+  return set(diff_configs(as_json(a), as_json(b)))
+
+
+def under(keys, *prefixes):
+  return {k for k in keys if not k.startswith(prefixes)}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_loads_with_every_section(name):
+  c = load(name)
+  for section in ("data", "input", "cyclegan", "convert", "reid", "eval", "mesh"):
+    assert section in c, section
+  for key in ("seed", "resume", "init", "name"):
+    assert key in c
+  assert c.data.data_dir and os.path.isabs(c.data.data_dir)
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_runnable_configs_pass_the_stage_checks(name):
+  c = stages.prepare_config(load(name))
+  assert c.data.name
+  json.loads(c.to_json_best_effort())  # what config.json holds
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_docstring_gives_command_time_and_target(name):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(f"cfg_{name}", os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  doc = module.__doc__
+  assert f"run.py --config=configs/{name}.py" in doc
+  assert re.search(r"\d\s*(s|min|minutes|h)\b", doc)  # a time
+  if name != "smoke":
+    assert "%" in doc or "rank-1" in doc  # target numbers
+
+
+def test_base_has_no_dataset_and_the_paper_method():
+  c = load("base")
+  assert c.data.name == ""
+  with pytest.raises(stages.UserError, match="data.name is empty"):
+    stages.check_config(c)
+  assert c.reid.model == "bdtr_alexnet" and c.reid.optimizer == "sgd" and c.reid.lr == 1e-3
+  assert (c.input.p, c.input.k) == (64, 1)
+  assert tuple(c.input.resize) == (256, 256) and tuple(c.input.crop) == (227, 227)
+  assert c.reid.lsr_on == "converted" and c.reid.cross_weight > 0 and c.reid.intra_weight > 0
+  assert c.cyclegan.enabled and c.convert.enabled
+  assert c.mesh.num_devices is None
+
+
+def test_sysu_is_base_plus_the_dataset():
+  assert changed(load("base"), load("sysu")) == {"data.name"}
+  assert load("sysu").data.name == "sysu_mm01"
+
+
+def test_sysu_resnet_changes_only_the_reid_part():
+  sysu, res = load("sysu"), load("sysu_resnet")
+  diff = changed(sysu, res)
+  assert under(diff, "input.", "reid.") == {"eval.flip"}
+  assert res.reid.model == "resnet50_agw" and tuple(res.input.image_size) == (288, 144)
+  assert (res.input.p, res.input.k) == (8, 4)
+  assert res.input.random_erasing.prob > 0 and res.input.channel_aug.mode != "none"
+  assert res.reid.schedule == "warmup_step" and res.reid.lr == 0.1
+  # the CycleGAN, the conversion and the losses are sysu.py's
+  for key in ("reid.lsr_on", "reid.cross_weight", "reid.intra_weight", "reid.lsr_epsilon"):
+    assert key not in diff
+
+
+def test_regdb_changes_dataset_protocol_and_cyclegan_size():
+  diff = changed(load("base"), load("regdb"))
+  assert under(diff, "cyclegan.") == {"data.name", "data.protocol", "eval.protocol"}
+  c = load("regdb")
+  assert stages.trials_of(c) == list(range(1, 11))
+  assert stages.trials_of(load("regdb", "trial=3")) == [3]
+  c.data.trial = 7
+  assert stages.trials_of(c) == [7]
+  assert stages.trial_config(c, 7).data.name == "regdb/trial7"
+
+
+def test_synthetic_demo_sizes():
+  """The demo must finish within 15 minutes on 2 CPU cores: small data, tiny models, few steps."""
+  base, c = load("base"), load("synthetic")
+  assert under(changed(base, c), "cyclegan.", "input.", "reid.") == {"data.name"}
+  assert c.data.name.startswith("synthetic_vireid/")
+  assert c.reid.model in ("alexnet_tiny", "resnet_tiny")
+  assert max(c.input.image_size) <= 96
+  assert 100 <= c.reid.num_steps <= 1500
+  assert max(c.cyclegan.image_size) <= 64 and c.cyclegan.ngf <= 16 and c.cyclegan.num_steps <= 1000
+  assert c.cyclegan.decay_start <= c.cyclegan.num_steps
+  assert c.eval.num_trials == 10
+
+
+def test_smoke_is_synthetic_on_the_tiny_dataset():
+  diff = changed(load("synthetic"), load("smoke"))
+  assert under(diff, "cyclegan.", "input.", "reid.", "convert.") == {"data.name", "eval.num_trials"}
+  c = load("smoke")
+  assert c.data.name == "synthetic_vireid/tiny"
+  assert c.reid.num_steps <= 10 and c.cyclegan.num_steps <= 10
+  assert c.reid.num_steps > c.reid.checkpoint_every  # the resume test kills after a checkpoint
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_runlocal_shrinks_every_stage(name):
+  c = load(name, "runlocal")
+  assert c.cyclegan.num_steps <= 10 and c.reid.num_steps <= 10 and c.eval.num_trials == 1
+
+
+def test_unknown_get_config_argument_is_a_user_error():
+  with pytest.raises(stages.UserError, match="unknown config argument 'runlcal'"):
+    load("sysu", "runlcal")
+
+
+def test_references_follow_overrides():
+  c = load("synthetic")
+  c.seed = 5
+  c.data.protocol = "regdb"
+  assert c.cyclegan.seed == 5 and c.eval.protocol == "regdb"
+
+
+def test_ignored_keys_exist():
+  flat = flatten(load("synthetic"))
+  for key in stages.IGNORED_KEYS:
+    assert any(k == key or k.startswith(key + ".") for k in flat), key
+
+
+def test_choices_are_checked():
+  c = load("synthetic")
+  c.reid.lsr_on = "nonee"
+  with pytest.raises(stages.UserError, match=r"reid.lsr_on.*did you mean 'none'"):
+    stages.check_config(c)
+
+
+def _run_py(*args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_typo_is_one_line_naming_the_key(name, tmp_path):
+  p = _run_py(f"--config=configs/{name}.py", "--config.reid.lrr=0.1", f"--workdir={tmp_path}")
+  assert p.returncode == 2
+  lines = [s for s in p.stderr.splitlines() if s.strip()]
+  assert lines == ["error: unknown config key 'reid.lrr' (did you mean 'reid.lr'?)"], p.stderr
+  assert not os.listdir(tmp_path)  # nothing written
