@@ -265,7 +265,8 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
     finite = {k: jnp.isfinite(v) for k, v in terms.items()}
     finite["grad"] = jnp.isfinite(grad_norm)
     # Finite loss and gradient can still overflow the parameters (a huge lr): never keep those.
-    finite["update"] = jnp.isfinite(update_norm)
+    # (Elementwise: the norm of a finite update can overflow on its own.)
+    finite["update"] = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new_params)]))
     ok = jnp.all(jnp.stack(list(finite.values())))
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
     new_state = state.replace(
