@@ -148,29 +148,34 @@ def flat_variables(variables) -> dict[str, np.ndarray]:
   return out
 
 
-def run_reid(args) -> None:
-  import jax
+def train_tiny_reid(workdir: str, config, mesh=None, tap: Tap | None = None):
+  """`reid.train` with the real P×K pipeline over `tiny_sources()`; returns the final state."""
   from ce2l_jax import parallel
   from ce2l_jax.data import pipeline
   from ce2l_jax.trainers import reid
+  mesh = mesh or parallel.make_mesh()
+  pipe = pipeline.build_reid_train_pipeline(tiny_sources(), config.input, seed=config.seed,
+                                            num_devices=mesh)
+  it = iter(pipe.dataset.map(tap)) if tap is not None else pipe.iterator()
+  return reid.train(config, workdir, it, pipe.num_classes, mesh, steps_per_epoch=pipe.steps_per_epoch)
+
+
+def run_reid(args) -> None:
+  import jax
+  from ce2l_jax import parallel
   parallel.initialize_distributed()
   print("distributed: ready", flush=True)
   if args.kill_in_save:
     kill_inside_save(args.kill_in_save)
   config = reid_config(args.num_steps, args.checkpoint_every)
-  mesh = parallel.make_mesh()
-  pipe = pipeline.build_reid_train_pipeline(tiny_sources(), config.input, seed=config.seed,
-                                            num_devices=mesh)
-  it = iter(pipe.dataset.map(Tap(args.kill_at_batch, args.sleep_after, args.sleep)))
-  state = reid.train(config, args.workdir, it, pipe.num_classes, mesh,
-                     steps_per_epoch=pipe.steps_per_epoch)
+  state = train_tiny_reid(args.workdir, config, tap=Tap(args.kill_at_batch, args.sleep_after, args.sleep))
   flat = flat_variables(state)
+  step = int(np.asarray(state.step.addressable_shards[0].data))
   if jax.process_index() == 0 and args.out:
     tmp = args.out + ".tmp.npz"
-    np.savez(tmp, step=int(np.asarray(state.step.addressable_shards[0].data)), **flat)
+    np.savez(tmp, step=step, **flat)
     os.replace(tmp, args.out)
-  print(f"worker {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
-        f"local batch {pipe.local_batch}, step {int(np.asarray(state.step.addressable_shards[0].data))}",
+  print(f"worker {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, step {step}",
         flush=True)
 
 
@@ -249,6 +254,28 @@ def run_build(args) -> None:
 
 # ---------------------------------------------------------------------------------- convert
 
+class _NamedSource:
+  """An in-memory source whose repr is the same in every process (as a TfdsSource's is: the
+  convert stage's chunk manifest records `repr(source)`; an InMemorySource's default repr holds
+  its address, so a rerun in a new process would start over, by design)."""
+
+  def __init__(self, columns):
+    from ce2l_jax.data import sources
+    self._src = sources.InMemorySource(columns)
+
+  def __len__(self):
+    return len(self._src)
+
+  def __getitem__(self, i):
+    return self._src[i]
+
+  def labels(self):
+    return self._src.labels()
+
+  def __repr__(self):
+    return f"tiny_convert_source(n={len(self)})"
+
+
 def convert_inputs():
   """(run config, in-memory source of 40 records, fixed tiny generator params)."""
   import ml_collections
@@ -261,7 +288,7 @@ def convert_inputs():
   modality = np.arange(n) % 3 == 2
   image = rng.integers(0, 256, (n, 48, 24, 3), dtype=np.uint8)
   image[modality] = image[modality][..., :1]
-  source = sources.InMemorySource({
+  source = _NamedSource({
       "image": image, "pid": np.arange(n) // 4 + 1, "camid": np.where(modality, 3, 1),
       "modality": modality.astype(np.int64), "file": np.array([f"f{i:03d}.png" for i in range(n)])})
   config = ml_collections.ConfigDict()
