@@ -94,6 +94,20 @@ def check_overrides(config: ml_collections.ConfigDict, argv: list[str], flag: st
       _check_type(key, flat[key], raw)
 
 
+def check_known_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
+                     free: Iterable[str] = (), where: str = "") -> None:
+  """Raises ConfigError for a key of `config` that `reference` (the full schema, e.g. the
+  composed defaults of configs/base.py) does not have: a typo in a config *file*
+  (`c.reid.lrr = 0.1`, `c.reid.update(dict(lrr=0.1))`) adds a key silently and leaves the
+  intended one at its default. Keys under a `free` prefix (e.g. 'reid.model_kwargs') may be
+  anything. `where` (e.g. ' in configs/x.py') ends the message."""
+  known = flatten(reference)
+  free = tuple(f.rstrip(".") + "." for f in free)
+  for key in flatten(config):
+    if key not in known and not key.startswith(free) and key.rstrip(".") + "." not in free:
+      raise ConfigError(f"unknown config key '{key}'{_suggest(key, known)}{where}")
+
+
 def diff_configs(saved: dict[str, Any], current: dict[str, Any],
                  ignore: Iterable[str] = ()) -> list[str]:
   """Keys (dotted) whose values differ between two config dicts (as JSON would store them)."""
