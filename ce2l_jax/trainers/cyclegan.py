@@ -90,6 +90,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_every = 5000         # sample grid + held-out cycle L1
   c.checkpoint_every = 5000
   c.max_to_keep = 3
+  c.nan_policy = "stop"       # a NaN/Inf loss or updated parameter: stop (name step, term) | skip
   c.num_samples = 8           # rows of the sample grid
   c.heldout_split = "test"    # held-out images for the end-of-stage quality numbers
   c.num_heldout = 256         # per modality
@@ -193,6 +194,8 @@ def check_config(cfg) -> None:
   cg.patch_shape((h, w), cfg.n_layers_d)
   if not 0 <= cfg.decay_start <= cfg.num_steps:
     raise ValueError(f"cyclegan.decay_start={cfg.decay_start} must lie in [0, num_steps={cfg.num_steps}]")
+  if cfg.get("nan_policy", "stop") not in ("stop", "skip"):
+    raise ValueError(f"cyclegan.nan_policy={cfg.nan_policy!r}: stop or skip")
 
 
 def create_train_state(cfg, params: dict[str, Any], tx_g, tx_d) -> TrainState:
@@ -304,9 +307,18 @@ def make_train_step(cfg, models: dict, tx_g, tx_d):
     d_params = optax.apply_updates(d_params, d_updates)
     metrics = {**g_terms, "g_total": g_total, **d_terms, "g_grad_norm": optax.global_norm(g_grads),
                "d_grad_norm": optax.global_norm(d_grads), "lr": lr_schedule(cfg)(state.step)}
-    new_state = state.replace(step=state.step + 1, params={**g_params, **d_params},
-                              opt_state_g=opt_state_g, opt_state_d=opt_state_d,
-                              pool_rgb=pool_rgb, pool_ir=pool_ir)
+    # A non-finite loss or updated parameter never reaches the state (a huge lr can overflow the
+    # parameters while every loss of this step is finite): the whole update is dropped.
+    params = {**g_params, **d_params}
+    params_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+    ok = params_ok & jnp.all(jnp.stack([jnp.isfinite(metrics[k]) for k in LOSS_NAMES]))
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+    metrics["params_finite"] = params_ok.astype(jnp.float32)
+    metrics["skipped"] = (~ok).astype(jnp.float32)
+    new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                              opt_state_g=keep(opt_state_g, state.opt_state_g),
+                              opt_state_d=keep(opt_state_d, state.opt_state_d),
+                              pool_rgb=keep(pool_rgb, state.pool_rgb), pool_ir=keep(pool_ir, state.pool_ir))
     return new_state, metrics
 
   return train_step
@@ -410,8 +422,10 @@ def train(cfg, workdir: str, train_iter: Iterator[dict[str, np.ndarray]], *, mes
   default: the first training batch seen. Returns the final state and a dict of the last
   logged metrics, the eval numbers and `train_step_compiles`.
 
-  Raises `NonFiniteLossError` naming the step and loss term when a loss turns NaN/Inf; the
-  checkpoints written before that step are untouched, so a rerun resumes from the last good one.
+  Raises `NonFiniteLossError` naming the step and loss term when a loss (or an updated
+  parameter) turns NaN/Inf; such an update never reaches the state, and the checkpoints written
+  before that step are untouched, so a rerun resumes from the last good one. With
+  `cyclegan.nan_policy='skip'` the step is dropped and training goes on (`skipped` is logged).
   """
   mesh = mesh or parallel.make_mesh()
   models, tx_g, tx_d, train_step, translate = step_functions(cfg, mesh)
@@ -438,15 +452,23 @@ def train(cfg, workdir: str, train_iter: Iterator[dict[str, np.ndarray]], *, mes
   n_window = 0
 
   def settle(pending):
-    """Fetches one step's metrics, stops on NaN/Inf, adds them to the log window."""
+    """Fetches one step's metrics, stops on NaN/Inf (or counts a skipped step), adds them to the
+    log window."""
     step, metrics = pending
     host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    bad = [k for k in LOSS_NAMES if not np.isfinite(host[k])]
+    bad = [f"{k}={host[k]}" for k in LOSS_NAMES if not np.isfinite(host[k])]
+    if not host.get("params_finite", 1.0):
+      bad.append("updated parameters=non-finite")
+    if bad and cfg.get("nan_policy", "stop") == "skip":
+      print(f"cyclegan: step {step} skipped (non-finite {', '.join(bad)})")
+      window.setdefault("skipped", []).append(1.0)
+      return
     if bad:
       raise NonFiniteLossError(
-          f"cyclegan: non-finite loss at step {step}: " + ", ".join(f"{k}={host[k]}" for k in bad) +
-          f". Stopped without saving; the last good checkpoint is step {ckpt.latest_step()} in "
-          f"{ckpt.directory} (a rerun resumes from it; consider a lower cyclegan.lr)")
+          f"cyclegan: non-finite {'loss' if '=non-finite' not in bad[0] else 'update'} at step {step}: "
+          + ", ".join(bad) + f". The update was not applied; stopped without saving; the last good "
+          f"checkpoint is step {ckpt.latest_step()} in {ckpt.directory} (a rerun resumes from it; "
+          "consider a lower cyclegan.lr, or cyclegan.nan_policy='skip')")
     for k, v in host.items():
       window.setdefault(k, []).append(v)
 
@@ -479,10 +501,12 @@ def train(cfg, workdir: str, train_iter: Iterator[dict[str, np.ndarray]], *, mes
         pending = None
         dt = time.perf_counter() - t_window
         last_logged = {k: float(np.mean(v)) for k, v in window.items()}
+        if "skipped" in window:
+          last_logged["skipped"] = float(np.sum(window["skipped"]))  # count in the window
         last_logged["steps_per_sec"] = n_window / dt
         last_logged["images_per_sec"] = n_window * 2 * int(cfg.batch_size) / dt
         writer.write_scalars(done, last_logged)
-        if bar is not None:
+        if bar is not None and "g_total" in last_logged:
           bar.set_postfix(g=f"{last_logged['g_total']:.3f}", d_rgb=f"{last_logged['d_rgb']:.3f}",
                           d_ir=f"{last_logged['d_ir']:.3f}")
         window.clear()
