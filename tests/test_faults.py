@@ -260,3 +260,45 @@ def test_convert_kill9_in_a_chunk_and_in_the_build_then_rerun_equals_uninterrupt
     assert bytes(a["image"]) == bytes(b["image"]), i
     assert (a["pid"], a["camid"], a["modality"], a["file"]) == (b["pid"], b["camid"], b["modality"], b["file"])
   assert json.load(open(os.path.join(convert.stage_dir(wd), "DONE")))["num_records"] == 40
+
+
+def test_cyclegan_nan_stop_names_step_and_term_keeps_last_good_checkpoint(tmp_path):
+  """A huge learning rate: step 1 finite and checkpointed, step 2's losses NaN/Inf. Stops naming
+  step 2 and the term; checkpoint 1 is the latest, finite and restorable (equal to one step of
+  the same compiled step); nothing saved for step 2. `nan_policy='skip'`: every later update is
+  dropped and counted, the final parameters are step 1's."""
+  from ce2l_jax.trainers import cyclegan as T
+  from tests.test_cyclegan import fake_iterator, tiny_cfg
+  cfg = tiny_cfg(lr=1e30, num_steps=4, checkpoint_every=1, log_every=1, eval_every=100)
+  stage = tmp_path / "stop" / "cyclegan"
+  with pytest.raises(T.NonFiniteLossError, match=r"^cyclegan: non-finite loss at step 2: \w+=(nan|inf|-inf).*"
+                     r"The update was not applied.*last good checkpoint is step 1 in .*nan_policy='skip'"):
+    T.train(cfg, str(stage), fake_iterator(), progress=False)
+  mesh = parallel.make_mesh()
+  models, tx_g, tx_d, train_step, _ = T.step_functions(cfg, mesh)  # the run's compiled step
+  ref, _ = train_step(T.init_train_state(cfg, models, tx_g, tx_d, mesh),
+                      parallel.shard_batch(next(fake_iterator()), mesh))
+  params, step = T.restore_params(cfg, str(stage / "checkpoints"), mesh)
+  assert step == 1 and steps_in(stage / "checkpoints") == ["1"]
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(params)))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), jax.device_get(ref.params))
+
+  cfg.nan_policy = "skip"
+  final, _ = T.train(cfg, str(tmp_path / "skip" / "cyclegan"), fake_iterator(), progress=False)
+  assert int(final.step) == 4
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(final.params), jax.device_get(ref.params))
+  rows = [r for r in read_metrics(str(tmp_path / "skip"), T.STAGE) if "skipped" in r]
+  assert [(r["step"], r["skipped"]) for r in rows] == [(1, 0), (2, 1), (3, 1), (4, 1)]
+
+
+def test_cyclegan_overflowing_update_is_not_checkpointed(tmp_path):
+  """lr = inf: step 1's losses are finite but the parameters it produces are not; the update is
+  refused, the run stops at step 1 naming it, and no checkpoint is written."""
+  from ce2l_jax.trainers import cyclegan as T
+  from tests.test_cyclegan import fake_iterator, tiny_cfg
+  cfg = tiny_cfg(lr=float("inf"), num_steps=4, checkpoint_every=1, log_every=1, eval_every=100)
+  stage = tmp_path / "cyclegan"
+  with pytest.raises(T.NonFiniteLossError, match=r"^cyclegan: non-finite update at step 1: updated "
+                     r"parameters=non-finite\. .*last good checkpoint is step None"):
+    T.train(cfg, str(stage), fake_iterator(), progress=False)
+  assert steps_in(stage / "checkpoints") == []
