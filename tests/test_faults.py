@@ -23,6 +23,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -284,21 +285,42 @@ def test_cyclegan_nan_stop_names_step_and_term_keeps_last_good_checkpoint(tmp_pa
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), jax.device_get(ref.params))
 
   cfg.nan_policy = "skip"
-  final, _ = T.train(cfg, str(tmp_path / "skip" / "cyclegan"), fake_iterator(), progress=False)
+  no_samples = lambda *a, **k: {}  # the end-of-run sample grid would compile `translate`
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(T, "_save_samples", no_samples)
+    final, _ = T.train(cfg, str(tmp_path / "skip" / "cyclegan"), fake_iterator(), progress=False)
   assert int(final.step) == 4
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(final.params), jax.device_get(ref.params))
   rows = [r for r in read_metrics(str(tmp_path / "skip"), T.STAGE) if "skipped" in r]
   assert [(r["step"], r["skipped"]) for r in rows] == [(1, 0), (2, 1), (3, 1), (4, 1)]
 
 
-def test_cyclegan_overflowing_update_is_not_checkpointed(tmp_path):
-  """lr = inf: step 1's losses are finite but the parameters it produces are not; the update is
-  refused, the run stops at step 1 naming it, and no checkpoint is written."""
+def test_cyclegan_overflowing_update_is_not_checkpointed(tmp_path, monkeypatch):
+  """Step 1's losses are finite but the parameters it produces are not (the generators' Adam
+  first moments are set to 1e38 before step 1: with lr 1e30 the update overflows float32). The update is refused, the run
+  stops at step 1 naming it, and no checkpoint is written. (Same compiled step as the test
+  above: only the state differs.)"""
   from ce2l_jax.trainers import cyclegan as T
   from tests.test_cyclegan import fake_iterator, tiny_cfg
-  cfg = tiny_cfg(lr=float("inf"), num_steps=4, checkpoint_every=1, log_every=1, eval_every=100)
+  cfg = tiny_cfg(lr=1e30, num_steps=4, checkpoint_every=1, log_every=1, eval_every=100)
+  real = T.step_functions
+
+  def diverging(cfg, mesh):
+    models, tx_g, tx_d, step, translate = real(cfg, mesh)
+
+    def first_step_overflows(state, batch):
+      first = int(state.step) == 0
+      if first:
+        big = lambda path, x: jnp.full_like(x, 1e38) if ".mu" in jax.tree_util.keystr(path) else x
+        state = state.replace(opt_state_g=jax.tree_util.tree_map_with_path(big, state.opt_state_g))
+      new, metrics = step(state, batch)  # (donates `state`)
+      assert not first or all(np.isfinite(float(metrics[k])) for k in T.LOSS_NAMES)
+      return new, metrics
+    return models, tx_g, tx_d, first_step_overflows, translate
+
+  monkeypatch.setattr(T, "step_functions", diverging)
   stage = tmp_path / "cyclegan"
   with pytest.raises(T.NonFiniteLossError, match=r"^cyclegan: non-finite update at step 1: updated "
-                     r"parameters=non-finite\. .*last good checkpoint is step None"):
+                     r"parameters=non-finite\. The update was not applied.*last good checkpoint is step None"):
     T.train(cfg, str(stage), fake_iterator(), progress=False)
   assert steps_in(stage / "checkpoints") == []
