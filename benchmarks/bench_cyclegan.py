@@ -12,7 +12,7 @@ uses at 128 / 256 px) on all local devices (jit over the `data` mesh, batch shar
 - convert (end to end): `convert.convert_source` over an in-memory set of source-size images
   (host decode, resize, translate, resize back, PNG, chunk files), the real stage's cost.
 Peak memory: the process's max RSS (resource.getrusage) and, on GPUs, the device's
-`peak_bytes_in_use`. Results: docs/bench/cyclegan.md.
+`peak_bytes_in_use`. Results: docs/benchmarks.md (cyclegan section).
 """
 
 from __future__ import annotations

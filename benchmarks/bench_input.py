@@ -10,7 +10,7 @@ resize, numpy crop). Finally a per-stage profile of one image.
     .venv/bin/python benchmarks/bench_input.py            # ~1 min on 2 cores
     .venv/bin/python benchmarks/bench_input.py --quick    # fewer images, fewer batches
 
-Results and the machine: docs/bench/input.md.
+Results and the machine: docs/benchmarks.md (input section).
 """
 
 from __future__ import annotations

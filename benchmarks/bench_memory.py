@@ -13,7 +13,7 @@ the trainer logs (`reid.log_every` = 100). Prints the table, the growth from ste
 step, and exits with code 1 when that growth is `--max_growth` (10%) or more.
 
 Step 100 is the reference, not step 0: by then every compile, the first checkpoint, grain's
-prefetch threads and the allocator's pools exist. Results: docs/bench/memory.md.
+prefetch threads and the allocator's pools exist. Results: docs/benchmarks.md (memory section).
 """
 
 import argparse

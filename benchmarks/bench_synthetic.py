@@ -9,7 +9,7 @@ temp folder.
     .venv/bin/python benchmarks/bench_synthetic.py            # ~30 s on 2 shared cores
     .venv/bin/python benchmarks/bench_synthetic.py --default  # also build synthetic_vireid/default
 
-Results and the machine: docs/bench/synthetic.md.
+Results and the machine: docs/benchmarks.md (synthetic section).
 """
 
 import argparse

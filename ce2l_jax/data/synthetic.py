@@ -32,7 +32,7 @@ within the visible modality is not (see `raw_pixel_rank1` and docs/notes/issue3_
 Rendering is vectorized over batches: every body part is a soft mask (signed distance to
 ellipses, capsules and boxes on a coordinate grid), composited back to front, each on the band
 of rows where it can appear. ~1,000 images/s per core at 64×32, ~500 at 128×64
-(docs/bench/synthetic.md).
+(docs/benchmarks.md (synthetic section)).
 
     data = generate("small", "test")     # dict of arrays: image (N, H, W, 3) uint8, pid, ...
     python -m ce2l_jax.data.synthetic --grid docs/images/synthetic_samples.png

@@ -1,6 +1,6 @@
 """Layers shared by the re-ID backbones, written in the forms that are fast on XLA:CPU.
 
-Measured on this project's CPUs (docs/bench/reid.md, /work/shared/STACK.md):
+Measured on this project's CPUs (docs/benchmarks.md (reid section), /work/shared/STACK.md):
 - a grouped convolution through `feature_group_count` costs as much as a dense convolution with
   twice the FLOPs; one convolution per group plus a concat is 2–5× faster with the same numbers;
 - max-pool backward through `reduce_window` (select-and-scatter) is slow; a max over the k×k

@@ -46,7 +46,7 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
 
   Images per identity per camera: 1–2 (tiny), 2–4 (small), 3–6 (default); each camera is
   missing for an identity with probability 0.25. Builds take < 1 s (tiny), ~1 s (small) and
-  ~20 s (default) of one core's CPU time, mostly PNG encoding (docs/bench/synthetic.md).
+  ~20 s (default) of one core's CPU time, mostly PNG encoding (docs/benchmarks.md (synthetic section)).
   """
 
   VERSION = tfds.core.Version("1.0.0")
