@@ -47,7 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from ce2l_jax.config_check import diff_configs, flatten
+from ce2l_jax.config_check import ConfigError, check_known_keys, diff_configs, flatten
 
 STAGES = ("cyclegan", "convert", "reid", "evaluate")
 # Keys that change how a run is watched or stored, never its numbers: a workdir may be resumed
@@ -73,6 +73,11 @@ SETTING_NAMES = {
     "visible_to_thermal": "visible→thermal", "thermal_to_visible": "thermal→visible",
 }
 BASELINE_ROW = "raw pixels"
+# The schema every config must fit (a key it lacks is a typo in a config file), and the sections
+# whose keys are free (model constructor keywords).
+BASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                           "base.py")
+FREE_KEYS = ("reid.model_kwargs",)
 
 
 class UserError(Exception):
@@ -84,8 +89,12 @@ class UserError(Exception):
 # --------------------------------------------------------------------------------------------
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """`get_config(arg)` of a config file, `spec` = 'path' or 'path:arg' (as config_flags)."""
+def load_config_file(spec: str, check_keys: bool = True) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of a config file, `spec` = 'path' or 'path:arg' (as config_flags).
+
+  With `check_keys`, a key that configs/base.py does not have (a typo in the file, e.g.
+  `c.reid.lrr = 0.1`) is a UserError naming it.
+  """
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     folder = os.path.dirname(path) or "."
@@ -99,9 +108,25 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   try:
-    return module.get_config(arg) if arg else module.get_config()
+    config = module.get_config(arg) if arg else module.get_config()
   except ValueError as e:
     raise UserError(f"{spec}: {e}") from None
+  if check_keys:
+    check_schema(config, where=f" in {path}")
+  return config
+
+
+def reference_config() -> ml_collections.ConfigDict:
+  """configs/base.py's config: every key a run config may have (plus FREE_KEYS sections)."""
+  return load_config_file(BASE_CONFIG, check_keys=False)
+
+
+def check_schema(config: ml_collections.ConfigDict, where: str = "") -> None:
+  """UserError for a key that configs/base.py lacks (`config_check.check_known_keys`)."""
+  try:
+    check_known_keys(config, reference_config(), free=FREE_KEYS, where=where)
+  except ConfigError as e:
+    raise UserError(str(e)) from None
 
 
 def _choices() -> dict[str, tuple]:
@@ -148,6 +173,7 @@ def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     config.unlock()
   if config.data.get("data_dir"):
     config.data.data_dir = os.path.abspath(os.path.expanduser(config.data.data_dir))
+  check_schema(config)
   check_config(config)
   return config
 
@@ -156,7 +182,15 @@ def _config_json(config: ml_collections.ConfigDict) -> str:
   return config.to_json_best_effort(indent=2, sort_keys=True)
 
 
+def _is_chief() -> bool:
+  """Process 0 writes the run's files (multi-host runs share the workdir)."""
+  import jax
+  return jax.process_index() == 0
+
+
 def _atomic_write(path: str, text: str) -> None:
+  if not _is_chief():
+    return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
@@ -521,8 +555,11 @@ def format_tables(rows: Mapping[str, Mapping[str, Any]], style: str = "text") ->
   out = []
   for s in settings:
     name = SETTING_NAMES.get(s, s)
-    out.append((name, metrics.format_table({r: {name: by[s]} for r, by in rows.items() if s in by},
-                                           style=style)))
+    table = metrics.format_table({r: {name: by[s]} for r, by in rows.items() if s in by}, style=style)
+    if style == "markdown":  # the heading names the setting; keep the columns short
+      head, _, rest = table.partition("\n")
+      table = head.replace(f"{name}: ", "") + "\n" + rest
+    out.append((name, table))
   return out
 
 
@@ -599,6 +636,8 @@ def summarize(config: ml_collections.ConfigDict, workdir: str, trials: Sequence[
     rows[row] = {s: metrics.pool_results([r[row][s] for r in per_trial if row in r and s in r[row]])
                  for s in per_trial[0][row]}
   done_trials = [t for t, _ in found]
+  if not _is_chief():
+    return rows
   _atomic_write(os.path.join(workdir, "results.json"), metrics.results_to_json(rows) + "\n")
   _atomic_write(os.path.join(workdir, "results.md"), results_markdown(config, rows, trials=done_trials))
   if done_trials != [0]:

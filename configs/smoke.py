@@ -28,7 +28,7 @@ def get_config(arg=None):
   c.convert.batch_size = 8
   c.input.update(dict(p=4, k=2, resize=(32, 16), crop=(32, 16), image_size=(32, 16),
                       eval_batch_size=8, threads=1, prefetch=1))
-  c.reid.update(dict(model="resnet_tiny", num_steps=4, lr=0.05, log_every=2, checkpoint_every=2,
+  c.reid.update(dict(model="resnet_tiny", num_steps=4, log_every=2, checkpoint_every=2,
                      fast_compile=True))
   c.reid.model_kwargs = ml_collections.ConfigDict({"blocks": (1,), "width": 4})
   c.eval.num_trials = 2

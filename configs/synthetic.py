@@ -1,17 +1,28 @@
 r"""The embedded default: CE²L end to end on the synthetic dataset, on a CPU, in minutes.
 
-`make demo` runs it. Everything is the method of configs/base.py, scaled down: the dataset is
-`synthetic_vireid/small` (40 training identities, 557 images; 20 test identities, 263 images;
-64×32; built automatically into `data.data_dir` on first use), a small CycleGAN at 64×32,
-and the tiny two-stream AlexNet (`alexnet_tiny`) at 67×67 (resize 76×76, random crop, as the
-paper's 256 → 227) with the CE²L losses; evaluation: SYSU's protocol (the synthetic set has
-SYSU's cameras), 10 random galleries per setting.
+`make demo` runs it. The method of configs/base.py (CycleGAN → conversion of every training
+image → re-ID on real + converted images with ℓ_cross + 0.1·ℓ_intra + LSR on converted
+images → SYSU's protocol), scaled down to a CPU:
+- data: `synthetic_vireid/default` (200 training identities, 4,055 images; 100 test
+  identities, 2,072 images; 128×64), built into `data.data_dir` on first use (~45 s);
+- CycleGAN at 64×32 (ngf 8, 2 residual blocks, 2-layer PatchGAN), batch 4, 400 steps;
+- re-ID: `resnet_tiny` (two stems, shared bottlenecks, GeM, BN-neck) at 64×32, P=16 × K=2,
+  flip + pad-4 crop, CAJ channel augmentation, Adam lr 1e-3, 1,500 steps. (The paper's
+  two-stream AlexNet, `alexnet_tiny` at 67×67 with SGD, stays at chance on this data in a CPU
+  budget: docs/notes/issue7.md);
+- evaluation: SYSU's settings (the synthetic set has SYSU's cameras), 10 random galleries each,
+  and the raw-pixel baseline row.
 
   make demo                                         # = the command below, WORKDIR=workdirs/demo
   python run.py --config=configs/synthetic.py --workdir=workdirs/demo
   python run.py --config=configs/synthetic.py --config.cyclegan.enabled=false --workdir=workdirs/demo_noconv
 
-Expected: about 10 min on 2 CPU cores (to be measured; docs/notes/issue7.md).
+Expected (measured, docs/notes/issue7.md): 7 min wall on the project's 2 CPU cores while shared
+with other jobs (load average 5–7; 7.8 min of CPU time): data build 33 s, CycleGAN 81 s,
+conversion 17 s, re-ID 285 s, evaluation 8 s; plus the venv set-up of a fresh checkout.
+All-search single-shot: rank-1 2.2 %, mAP 6.0 %, rank-20 38 % (raw pixels 0.3 / 2.8 / 19 %;
+chance rank-1 1 %, 100 test identities). Small numbers: cross-modality matching of unseen
+identities from scratch in 1,500 CPU steps; the network learns what raw pixels cannot.
 """
 
 import os
@@ -24,15 +35,16 @@ from configs import base  # noqa: E402
 
 def get_config(arg=None):
   c = base.get_config()
-  c.data.name = "synthetic_vireid/small"
+  c.data.name = "synthetic_vireid/default"
 
   c.cyclegan.update(dict(
-      image_size=(64, 32), ngf=16, ndf=16, n_blocks=3, n_layers_d=2, batch_size=4,
-      num_steps=400, decay_start=200, pool_size=20, log_every=20, eval_every=100,
-      checkpoint_every=100, num_heldout=64, classifier_images=300, classifier_steps=200))
+      image_size=(64, 32), ngf=8, ndf=8, n_blocks=2, n_layers_d=2, batch_size=4, num_steps=400,
+      decay_start=200, pool_size=20, log_every=20, eval_every=100, checkpoint_every=100,
+      num_heldout=64, classifier_images=300, classifier_steps=200))
 
-  c.input.update(dict(p=16, k=2, resize=(76, 76), crop=(67, 67), image_size=(67, 67),
-                      eval_batch_size=64))
-  c.reid.update(dict(model="alexnet_tiny", num_steps=600, lr=0.01, log_every=20,
-                     checkpoint_every=200, fast_compile=False))
+  c.input.update(dict(p=16, k=2, resize=(64, 32), pad=4, crop=(64, 32), flip=True,
+                      image_size=(64, 32), eval_batch_size=128))
+  c.input.channel_aug.update(dict(mode="adap_gray", prob=0.5))
+  c.reid.update(dict(model="resnet_tiny", optimizer="adam", lr=1e-3, num_steps=1500,
+                     log_every=50, checkpoint_every=250))
   return base.apply_arg(c, arg)

@@ -175,3 +175,15 @@ def test_typo_is_one_line_naming_the_key(name, tmp_path):
   lines = [s for s in p.stderr.splitlines() if s.strip()]
   assert lines == ["error: unknown config key 'reid.lrr' (did you mean 'reid.lr'?)"], p.stderr
   assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_a_typo_inside_a_config_file_is_one_line(tmp_path):
+  bad = tmp_path / "bad.py"
+  bad.write_text("from configs import synthetic\n\n\ndef get_config(arg=None):\n"
+                 "  c = synthetic.get_config()\n  c.reid.lrr = 0.1\n  return c\n")
+  with pytest.raises(stages.UserError, match=r"unknown config key 'reid.lrr' \(did you mean 'reid.lr'\?\)"):
+    stages.load_config_file(str(bad))
+  p = _run_py(f"--config={bad}", f"--workdir={tmp_path / 'w'}")
+  assert p.returncode == 2
+  assert [s for s in p.stderr.splitlines() if s.strip()] == [
+      f"error: unknown config key 'reid.lrr' (did you mean 'reid.lr'?) in {bad}"], p.stderr

@@ -92,7 +92,7 @@ def test_full_run_outputs_rerun_config_checks_and_kill_resume(tmp_path):
   os.makedirs(w)
   shutil.copy(os.path.join(a, "config.json"), w)
   err = one_line_error(run_py(f"--workdir={w}", "--config.reid.lr=0.5", "--config.seed=3", data_dir=data))
-  assert "reid.lr (0.05 → 0.5)" in err and "seed (0 → 3)" in err and "cyclegan.seed" in err
+  assert "reid.lr (0.001 → 0.5)" in err and "seed (0 → 3)" in err and "cyclegan.seed" in err
   assert "--force" in err
   p = ok(run_py(f"--workdir={w}", "--config.reid.lr=0.5", "--config.cyclegan.enabled=false", "--force",
                 "--stages=cyclegan", data_dir=data))
