@@ -115,7 +115,10 @@ def _convert_fn(ngf: int, n_blocks: int, mesh: Mesh):
     return from_unit_range(gen.apply({"params": gen_params}, to_unit_range(images)))
 
   data = parallel.batch_sharding(mesh)
-  return jax.jit(convert, in_shardings=(parallel.replicated(mesh), data), out_shardings=data)
+  jitted = jax.jit(convert, in_shardings=(parallel.replicated(mesh), data), out_shardings=data)
+  # Host images are placed on the (local) mesh first: with several processes, jit refuses numpy
+  # inputs with a non-replicated sharding (it would read them as global arrays).
+  return lambda gen_params, images: jitted(gen_params, jax.device_put(images, data))
 
 
 def params_fingerprint(params: Any) -> str:
@@ -199,7 +202,10 @@ def convert_source(source: Any, gen_params: dict[str, Any], out_dir: str, *, cfg
 
   convert = make_convert_fn(cfg, mesh)
   repl = parallel.replicated(mesh)
-  gens = {0: jax.device_put(gen_params["gen_rgb2ir"], repl), 1: jax.device_put(gen_params["gen_ir2rgb"], repl)}
+  # Via the host: restored parameters are replicated over the *global* mesh, and a multi-host
+  # CPU backend cannot move them onto this process's local mesh directly.
+  gens = {0: jax.device_put(jax.device_get(gen_params["gen_rgb2ir"]), repl),
+          1: jax.device_put(jax.device_get(gen_params["gen_ir2rgb"]), repl)}
   filt = _RESAMPLE[resample]
   mine = [k for k in range(num_chunks) if k % jax.process_count() == jax.process_index()]
   todo = [k for k in mine if not os.path.exists(chunk_path(out_dir, k))]
