@@ -26,8 +26,9 @@ Every mode runs real project code in a fresh process, so a test can start severa
 
   python tests/multihost_worker.py convert --workdir W [--kill_at_chunk N] [--kill_in_build]
     The convert stage on a tiny in-memory source (40 records, chunks of 8) with a fixed tiny
-    generator; SIGKILL half-way through writing chunk N's file, or while the TFDS dataset is
-    being built from the finished chunks.
+    generator (replicated over the global mesh, as restored from a checkpoint); process p of P
+    converts chunks k ≡ p (mod P). SIGKILL half-way through writing chunk N's file, or while the
+    TFDS dataset is being built from the finished chunks.
 """
 
 from __future__ import annotations
@@ -302,8 +303,13 @@ def convert_inputs():
 
 
 def run_convert(args) -> None:
-  from ce2l_jax import convert
+  import jax
+  from ce2l_jax import convert, parallel
+  parallel.initialize_distributed()
+  print("distributed: ready", flush=True)
   config, source, gens = convert_inputs()
+  # As the stage gets them from the CycleGAN checkpoint: replicated over the global mesh.
+  gens = parallel.replicate(gens, parallel.make_mesh())
   if args.kill_at_chunk is not None:
     real_savez = np.savez
 
@@ -329,7 +335,8 @@ def run_convert(args) -> None:
     b.Ce2lConverted._generate_examples = generate
   summary = convert.convert_dataset(config, args.workdir, gen_params=gens, source=source,
                                     progress=False)
-  print(f"convert: {summary['converted_now']} converted now", flush=True)
+  print(f"worker {jax.process_index()}/{jax.process_count()}: convert: {summary['converted_now']} "
+        "converted now", flush=True)
 
 
 def main() -> None:
