@@ -273,19 +273,36 @@ def _build_hint(name: str, data_dir: str) -> str:
 
 
 def ensure_data(config: ml_collections.ConfigDict) -> None:
-  """The `data` step: builds a missing synthetic dataset; a missing real one is a UserError."""
+  """The `data` step: builds a missing synthetic dataset; a missing real one is a UserError.
+
+  Several processes: process 0 builds first, the others wait for it (a shared disk then holds
+  the dataset; two concurrent builds into one folder collide) and build only what they still
+  miss (hosts with their own disks).
+  """
+  import jax
   data_dir = config.data.data_dir
+  synthetic = []
   for t in trials_of(config):
     name = trial_config(config, t).data.name
     if dataset_is_built(name, data_dir):
       continue
     base, _, cfg_name = name.partition("/")
     if base == "synthetic_vireid":
-      build_synthetic(cfg_name or "small", data_dir)
+      synthetic.append((name, cfg_name or "small"))
       continue
     raise UserError(f"dataset {name!r} is not built in {data_dir}: build it with `"
                     f"{_build_hint(name, data_dir)}` (docs/notes/issue3_real.md), or set "
                     "--config.data.data_dir")
+  multi = jax.process_count() > 1
+  if multi:
+    from jax.experimental import multihost_utils
+  if multi and not _is_chief():
+    multihost_utils.sync_global_devices("ce2l_ensure_data")
+  for name, cfg_name in synthetic:
+    if not dataset_is_built(name, data_dir):
+      build_synthetic(cfg_name, data_dir)
+  if multi and _is_chief():
+    multihost_utils.sync_global_devices("ce2l_ensure_data")
 
 
 def build_synthetic(config_name: str, data_dir: str) -> None:
