@@ -38,11 +38,20 @@ def main(argv):
           "--stages, --force)")
   if not flags.FLAGS["verbosity"].present:  # library INFO logs (orbax, TFDS) only on request: -v 0
     logging.set_verbosity(logging.WARNING)
-  from ce2l_jax import stages
+  from ce2l_jax import parallel, stages
+  # Multi-host: one process per host, with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  # JAX_PROCESS_ID set (README, "Multi-host"); nothing happens without them.
+  parallel.initialize_distributed()
   try:
     stages.run(_CONFIG.value, _WORKDIR.value, _STAGES.value, force=_FORCE.value)
   except stages.UserError as e:
     _fail(str(e))
+  except (ValueError, FileNotFoundError) as e:
+    # Bad input the libraries found (batch vs device count, P vs identities, a checkpoint of
+    # another model, pretrained weights of the wrong shapes, ...): their message, no traceback.
+    if flags.FLAGS["verbosity"].present:
+      raise
+    _fail(f"{e} (-v 0 shows the traceback)")
 
 
 def _config_path(argv) -> str:
