@@ -6,6 +6,11 @@ Every mode runs real project code in a fresh process, so a test can start severa
 `JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` / `JAX_PROCESS_ID` from the environment
 (`ce2l_jax.parallel.initialize_distributed`).
 
+  python tests/multihost_worker.py stage --data_dir D --workdir W [--out P.npz] [--kill_at_batch N]
+    `run.py --config=configs/smoke.py --config.cyclegan.enabled=false --stages=reid,evaluate`
+    (the re-ID and evaluate stages on synthetic_vireid/tiny in D) run in this process through
+    runpy, as on a host of a multi-host job; process 0 writes the final re-ID params to P.npz.
+
   python tests/multihost_worker.py reid --workdir W --out P.npz [--num_steps 4]
       [--checkpoint_every 2] [--sleep_after 2 --sleep 0.5] [--kill_at_batch N]
       [--kill_in_save N]
@@ -192,16 +197,12 @@ def smoke_config(data_dir: str, num_devices: int = 0):
   return c
 
 
-def run_smoke_stages(data_dir: str, workdir: str, *, num_devices: int = 0, kill_at_batch: int = 0,
-                     out: str = "") -> int:
-  """`stages.run(smoke config, workdir, ["reid", "evaluate"])` (what run.py calls); writes the
-  final re-ID params to `out` (process 0); returns this process's columns of a train batch."""
+def tap_train_pipeline(kill_at_batch: int, local: list):
+  """Patches `reid.build_train_pipeline` (the stage's P×K stream): records this process's
+  columns per batch in `local` and adds the `Tap`. Returns the undo function."""
   import dataclasses
-  import jax
-  from ce2l_jax import stages
   from ce2l_jax.trainers import reid
   real_build = reid.build_train_pipeline
-  local = []
 
   def build_train_pipeline(config, workdir, mesh):
     pipe = real_build(config, workdir, mesh)
@@ -209,27 +210,66 @@ def run_smoke_stages(data_dir: str, workdir: str, *, num_devices: int = 0, kill_
     return dataclasses.replace(pipe, dataset=pipe.dataset.map(Tap(kill_at_batch)))
 
   reid.build_train_pipeline = build_train_pipeline
+  return lambda: setattr(reid, "build_train_pipeline", real_build)
+
+
+def save_reid_variables(config, workdir: str, out: str) -> None:
+  """The final re-ID checkpoint's params and batch_stats → `out` (process 0)."""
+  import jax
+  from ce2l_jax import stages
+  from ce2l_jax.trainers import reid
+  _, variables, step = reid.restore_variables(stages.prepare_config(config), workdir)
+  flat = flat_variables(variables)
+  if jax.process_index() == 0:
+    np.savez(out, step=step, **flat)
+
+
+def run_smoke_stages(data_dir: str, workdir: str, *, num_devices: int = 0, out: str = "") -> int:
+  """`stages.run(smoke config, workdir, ["reid", "evaluate"])` in this process (the reference
+  of the multi-host test); writes the final re-ID params to `out`; returns this process's
+  columns of a train batch."""
+  from ce2l_jax import stages
+  local: list[int] = []
+  undo = tap_train_pipeline(0, local)
   try:
     config = smoke_config(data_dir, num_devices)
     stages.run(config, workdir, ["reid", "evaluate"])
     if out:
-      _, variables, step = reid.restore_variables(stages.prepare_config(config), workdir)
-      flat = flat_variables(variables)
-      if jax.process_index() == 0:
-        np.savez(out, step=step, **flat)
+      save_reid_variables(config, workdir, out)
   finally:
-    reid.build_train_pipeline = real_build
+    undo()
   return local[0] if local else 0
 
 
 def run_stage(args) -> None:
+  """`python run.py --config=configs/smoke.py --config.cyclegan.enabled=false --stages=reid,evaluate`
+  as a user starts it on each host (run.py starts jax.distributed from the environment), with
+  the Tap on the train stream."""
+  import runpy
   import jax
   from ce2l_jax import parallel
-  parallel.initialize_distributed()
-  print("distributed: ready", flush=True)
-  local = run_smoke_stages(args.data_dir, args.workdir, kill_at_batch=args.kill_at_batch, out=args.out)
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  real_init = parallel.initialize_distributed
+
+  def initialize_distributed():
+    real_init()
+    print("distributed: ready", flush=True)
+
+  parallel.initialize_distributed = initialize_distributed
+  local: list[int] = []
+  tap_train_pipeline(args.kill_at_batch, local)
+  sys.argv = ["run.py", "--config=configs/smoke.py", f"--config.data.data_dir={args.data_dir}",
+              "--config.cyclegan.enabled=false", f"--workdir={args.workdir}", "--stages=reid,evaluate"]
+  os.chdir(repo)
+  try:
+    runpy.run_path(os.path.join(repo, "run.py"), run_name="__main__")
+  except SystemExit as e:
+    if e.code not in (0, None):
+      raise
+  if args.out:
+    save_reid_variables(smoke_config(args.data_dir), args.workdir, args.out)
   print(f"worker {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
-        f"local batch {local}", flush=True)
+        f"local batch {local[0] if local else 0}", flush=True)
 
 
 # ------------------------------------------------------------------------------- TFDS build

@@ -8,9 +8,9 @@ Covered elsewhere, not repeated here (docs/notes/issue8.md):
   (losses, params, the RGB history pool while it fills).
 Here: the CycleGAN over several steps once its history pools are full (the swap path draws
 random slots per image: the sharded step must draw the same ones), both pools and both
-optimiser states; and the re-ID stage on 2 processes × 2 CPU devices (`jax.distributed` over
-127.0.0.1, killed with SIGKILL after its first checkpoint and resumed, then evaluated) against
-one process with 4 devices.
+optimiser states; run.py's re-ID + evaluate stages on 2 processes × 2 CPU devices
+(`jax.distributed` over 127.0.0.1, killed with SIGKILL after the first checkpoint and resumed)
+against one process with 4 devices; the convert stage on 2 processes against 1.
 """
 
 import json
@@ -164,12 +164,14 @@ def smoke_data(tmp_path_factory):
 
 
 def test_two_hosts_killed_and_resumed_equal_one_host(tmp_path, smoke_data):
-  """The smoke config's re-ID + evaluate stages (`stages.run`, as run.py) on 2 processes × 2
-  CPU devices: both are SIGKILLed at their 4th batch (after the checkpoint of step 2), rerun
-  (resume: state from the shared checkpoint, each process's own data position), trained to
-  step 4 and evaluated. Same parameters, BatchNorm statistics, logged losses and test numbers
-  as one process with 4 devices, within float tolerance (the cross-process reductions sum in
-  another order)."""
+  """`run.py --config=configs/smoke.py --config.cyclegan.enabled=false --stages=reid,evaluate`
+  on 2 processes × 2 CPU devices (the README's multi-host launch: run.py starts
+  jax.distributed from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID): both are
+  SIGKILLed at their 4th batch (after the checkpoint of step 2), rerun (resume: state from the
+  shared checkpoint, each process's own data position), trained to step 4 and evaluated. Same
+  parameters, BatchNorm statistics, logged losses and test numbers as one process with 4
+  devices (`stages.run` here), within float tolerance (cross-process sums run in another
+  order)."""
   from tests import multihost_worker as mw
   multi = str(tmp_path / "multi")
   args = ["stage", f"--data_dir={smoke_data}", f"--workdir={multi}"]
