@@ -86,7 +86,7 @@ def grid_image(rows: Sequence[Sequence[np.ndarray | None]], pad: int = 2,
 def save_image(image: np.ndarray, path: str) -> str:
   """Writes one image as PNG (folders created, written to a temp name then renamed)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
+  tmp = f"{path}.tmp{os.getpid()}"  # per process: every host of a multi-host run writes it
   Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
   os.replace(tmp, path)
   return path
