@@ -182,23 +182,29 @@ def convert_source(source: Any, gen_params: dict[str, Any], out_dir: str, *, cfg
   manifest = {"num_records": n, "chunk_size": int(chunk_size), "image_size": [h, w],
               "resample": resample, "source": repr(source),
               "generator": params_fingerprint({r: gen_params[r] for r in cg.ROLES[:2]})}
-  os.makedirs(out_dir, exist_ok=True)
   mpath = os.path.join(out_dir, "manifest.json")
-  if os.path.exists(mpath):
-    with open(mpath) as f:
-      old = json.load(f)
-    if old != manifest:
-      changed = sorted(k for k in manifest if old.get(k) != manifest[k])
-      print(f"convert: chunks in {out_dir} were made from another {'/'.join(changed)}; starting over")
-      shutil.rmtree(out_dir)
-      os.makedirs(out_dir)
-  if jax.process_index() == 0 and not os.path.exists(mpath):
-    with open(mpath + ".tmp", "w") as f:
-      json.dump(manifest, f, indent=1)
-    os.replace(mpath + ".tmp", mpath)
-  for stale in os.listdir(out_dir):
-    if ".tmp" in stale and stale.startswith("chunk_"):
-      os.remove(os.path.join(out_dir, stale))
+  # Process 0 alone clears what a killed or different run left; the others wait for it (a
+  # process still cleaning could delete the chunk another one is writing).
+  if jax.process_index() == 0:
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(mpath):
+      with open(mpath) as f:
+        old = json.load(f)
+      if old != manifest:
+        changed = sorted(k for k in manifest if old.get(k) != manifest[k])
+        print(f"convert: chunks in {out_dir} were made from another {'/'.join(changed)}; starting over")
+        shutil.rmtree(out_dir)
+        os.makedirs(out_dir)
+    if not os.path.exists(mpath):
+      with open(mpath + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=1)
+      os.replace(mpath + ".tmp", mpath)
+    for stale in os.listdir(out_dir):
+      if ".tmp" in stale and stale.startswith("chunk_"):
+        os.remove(os.path.join(out_dir, stale))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("ce2l_convert_manifest")
 
   convert = make_convert_fn(cfg, mesh)
   repl = parallel.replicated(mesh)
