@@ -18,8 +18,10 @@ Sections (docs/architecture.md):
 
 `get_config(arg)` takes big_vision-style options, comma-separated: `runlocal` shrinks every
 stage to a few steps (a dry run of the whole pipeline on the configured dataset, minutes on a
-CPU), `trial=N` sets `data.trial`. Example:
+CPU), `trial=N` sets `data.trial`, `noconv` gives the no-conversion baseline
+(`cyclegan.enabled=False`). Example:
   python run.py --config=configs/sysu.py:runlocal --workdir=/tmp/sysu_dry
+  python run.py --config=configs/sysu.py:noconv --workdir=workdirs/sysu_noconv
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def default_data_dir() -> str:
 
 def parse_arg(arg: str | None) -> ml_collections.ConfigDict:
   """'runlocal,trial=3' → {runlocal: True, trial: 3} (big_vision's `parse_arg`, simplified)."""
-  out = ml_collections.ConfigDict({"runlocal": False, "trial": 0})
+  out = ml_collections.ConfigDict({"runlocal": False, "trial": 0, "noconv": False})
   for item in filter(None, (s.strip() for s in (arg or "").split(","))):
     key, eq, value = item.partition("=")
     if key not in out:
@@ -89,6 +91,8 @@ def apply_arg(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.C
   args = parse_arg(arg)
   if args.trial:
     c.data.trial = args.trial
+  if args.noconv:  # the no-conversion baseline (= --config.cyclegan.enabled=false)
+    c.cyclegan.enabled = False
   if args.runlocal:
     runlocal(c)
   return c

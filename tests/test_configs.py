@@ -137,6 +137,11 @@ def test_runlocal_shrinks_every_stage(name):
   assert c.cyclegan.num_steps <= 10 and c.reid.num_steps <= 10 and c.eval.num_trials == 1
 
 
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_noconv_is_the_no_conversion_baseline(name):
+  assert changed(load(name), load(name, "noconv")) == {"cyclegan.enabled"}
+
+
 def test_unknown_get_config_argument_is_a_user_error():
   with pytest.raises(stages.UserError, match="unknown config argument 'runlcal'"):
     load("sysu", "runlcal")
