@@ -202,11 +202,8 @@ def _build_tiny_tfds(tfds, data_dir):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="png"),
-          "pid": tfds.features.Scalar(dtype=np.int64), "camid": tfds.features.Scalar(dtype=np.int64),
-          "modality": tfds.features.ClassLabel(names=["visible", "infrared"]),
-          "file": tfds.features.Text()}))
+      from tfds_builders import features as shared_features
+      return tfds.core.DatasetInfo(builder=self, features=shared_features.features("png"))
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples()}
