@@ -36,6 +36,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ce2l_jax import INFRARED, VISIBLE
+from ce2l_jax.metrics import reranking
 from ce2l_jax.metrics.ranking import eval_regdb, eval_sysu
 
 SYSU_INFRARED_CAMS = (3, 6)
@@ -335,7 +336,7 @@ def _as_features(name, x):
 
 
 def evaluate(features, pid, camid, trials: Sequence[Trial], *, protocol="sysu",
-             metric="euclidean", max_rank=20) -> TrialResults:
+             metric="euclidean", max_rank=20, rerank=None) -> TrialResults:
   """Runs `trials` on the features of a test-set description.
 
   Args:
@@ -347,6 +348,9 @@ def evaluate(features, pid, camid, trials: Sequence[Trial], *, protocol="sysu",
     metric: "euclidean" or "cosine" (`pairwise_distances`).
     max_rank: CMC length, ≥ 20 (rank20 is reported); a trial's curve shorter than that (small
       gallery) is extended with its last value.
+    rerank: None, or `reranking.RerankParams(k1, k2, lambda_value)`: every trial's distances are
+      k-reciprocal re-ranked over its own queries and gallery (`reranking.rerank`, on squared
+      Euclidean distances whatever `metric` says).
 
   The distances between all queries and all gallery images used by any trial are computed once
   (float32 features: float32, (n_query, n_union_gallery) memory) and every trial reads its
@@ -380,14 +384,18 @@ def evaluate(features, pid, camid, trials: Sequence[Trial], *, protocol="sysu",
         raise ValueError(f"trial {t}: {name} indices out of range [0, {n})")
   q_all = np.unique(np.concatenate([q for q, _ in trials]))
   g_all = np.unique(np.concatenate([g for _, g in trials]))
-  dist = pairwise_distances(features[q_all], features[g_all], metric)
+  dist = pairwise_distances(features[q_all], features[g_all], metric) if rerank is None else None
   per_trial = {k: [] for k in RESULT_KEYS}
   cmcs = []
   for q, g in trials:
     q_pos, g_pos = np.searchsorted(q_all, q), np.searchsorted(g_all, g)
-    d = np.take(dist, g_pos, axis=1)
-    if not (q_pos.size == q_all.size and np.array_equal(q_pos, np.arange(q_all.size))):
-      d = d[q_pos]
+    if rerank is not None:
+      d = reranking.rerank(features[q], features[g], k1=rerank.k1, k2=rerank.k2,
+                           lambda_value=rerank.lambda_value)
+    else:
+      d = np.take(dist, g_pos, axis=1)
+      if not (q_pos.size == q_all.size and np.array_equal(q_pos, np.arange(q_all.size))):
+        d = d[q_pos]
     if protocol == "sysu":
       cmc, m_ap, m_inp = eval_sysu(d, pid[q], pid[g], camid[q], camid[g], max_rank)
     else:
