@@ -26,7 +26,22 @@ RegDB (Nguyen et al., Sensors 2017; split protocol of Ye et al.): each of the 10
 own test set; one trial per split; queries are all images of one modality, the gallery all images
 of the other (`visible_to_thermal` or `thermal_to_visible`); metrics: `eval_regdb`. The caller
 runs the 10 splits and averages them with `pool_results`.
+
+LLCM (Zhang & Wang, CVPR 2023), as the authors' released evaluation code does it (github.com/
+ZYK100/LLCM: `DEEN/test.py`, `DEEN/data_manager.py` `process_query_llcm` /
+`process_gallery_llcm`, `AGW/eval_metrics.py` `eval_llcm`): 10 trials per direction; trial t
+draws, with Python's `random.seed(t)`, one image per (identity, camera) of one modality:
+identities ascending, cameras in the order LLCM_CAMERAS lists (the infrared list has no camera 3),
+`random.choice` among that group's images sorted by file name (`llcm_gallery` replays exactly
+these draws from the file names). `ir_to_vis` (the code's `test_mode = [1, 2]`): queries every
+infrared test image, gallery the trial's visible draw. `vis_to_ir` (`test_mode = [2, 1]`): the
+code extracts every visible image as "query" and the infrared draw as "gallery", then scores the
+transposed distances, i.e. the infrared draw ranks every visible image; `llcm_trials` keeps that
+(Trial.query = the infrared draw, Trial.gallery = every visible image) so that numbers compare
+with the published ones. Metrics: `eval_llcm` (a gallery image of the query's identity from the
+query's camera is removed; CMC over identities as SYSU's).
 """
+
 
 from __future__ import annotations
 
@@ -36,7 +51,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ce2l_jax import INFRARED, VISIBLE
-from ce2l_jax.metrics import reranking
+from ce2l_jax.metrics import ranking, reranking
 from ce2l_jax.metrics.ranking import eval_regdb, eval_sysu
 
 SYSU_INFRARED_CAMS = (3, 6)
@@ -46,6 +61,9 @@ SYSU_NUM_TRIALS = 10
 REGDB_DIRECTIONS = {"visible_to_thermal": (VISIBLE, INFRARED),
                     "thermal_to_visible": (INFRARED, VISIBLE)}
 RESULT_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+LLCM_CAMERAS = {VISIBLE: (1, 2, 3, 4, 5, 6, 7, 8, 9), INFRARED: (1, 2, 4, 5, 6, 7, 8, 9)}
+LLCM_DIRECTIONS = ("ir_to_vis", "vis_to_ir")
+LLCM_NUM_TRIALS = 10
 _RANKS = {"rank1": 1, "rank5": 5, "rank10": 10, "rank20": 20}
 
 
@@ -232,6 +250,100 @@ def regdb_trial(modality, direction="visible_to_thermal") -> Trial:
   return Trial(query, gallery)
 
 
+# --------------------------------------------------------------------------- LLCM
+
+
+def llcm_gallery(pid, camid, modality, files, *, gallery_modality: int, trial: int) -> np.ndarray:
+  """The released code's draw of trial `trial`: one image per (identity, camera) of
+  `gallery_modality`, indices into the test-set description, ascending (module docstring).
+
+  `files`: each image's path (any prefix; only the order of names within one (identity,
+  camera) group matters, which is their sorted order as in `sorted(os.listdir(...))`).
+  """
+  import random
+  pid, camid = _pid_camid(pid, camid)
+  modality = np.asarray(modality)
+  files = _files(files, pid)
+  cams = LLCM_CAMERAS[int(gallery_modality)]
+  idx = np.flatnonzero((modality == gallery_modality) & np.isin(camid, cams))
+  names = np.asarray([str(f).rsplit("/", 1)[-1] for f in files[idx]])
+  # Groups in the code's loop order: identity ascending, then camera in list order.
+  cam_rank = np.asarray([cams.index(int(c)) for c in camid[idx]], np.int64)
+  order = idx[np.lexsort((names, cam_rank, pid[idx]))]
+  p, c = pid[order], camid[order]
+  bounds = np.flatnonzero(np.r_[True, (p[1:] != p[:-1]) | (c[1:] != c[:-1]), True])
+  rng = random.Random(trial)
+  # `random.choice(seq)` picks seq[randbelow(len(seq))]: the same call on range(n), same state.
+  picked = [order[a + rng.choice(range(b - a))] for a, b in zip(bounds[:-1], bounds[1:])]
+  return np.sort(np.asarray(picked, np.int64))
+
+
+def llcm_trials(pid, camid, modality, files, direction="ir_to_vis",
+                num_trials=LLCM_NUM_TRIALS) -> list[Trial]:
+  """The LLCM trials of one direction (module docstring): `ir_to_vis` every infrared image
+  against trial t's visible draw; `vis_to_ir` trial t's infrared draw against every visible
+  image (the released code's transposed scoring)."""
+  if direction not in LLCM_DIRECTIONS:
+    raise ValueError(f"direction must be one of {LLCM_DIRECTIONS}, got {direction!r}")
+  pid, camid = _pid_camid(pid, camid)
+  modality = np.asarray(modality)
+  if modality.shape != pid.shape:
+    raise ValueError(f"modality must have one entry per test image ({pid.size}), got shape "
+                     f"{modality.shape}")
+  every = {m: np.flatnonzero((modality == m) & np.isin(camid, LLCM_CAMERAS[m])).astype(np.int64)
+           for m in (VISIBLE, INFRARED)}
+  for m, name in ((VISIBLE, "visible"), (INFRARED, "infrared")):
+    if every[m].size == 0:
+      raise ValueError(f"the LLCM test set has no {name} image in cameras {LLCM_CAMERAS[m]}")
+  out = []
+  for t in range(num_trials):
+    if direction == "ir_to_vis":
+      out.append(Trial(every[INFRARED], llcm_gallery(pid, camid, modality, files,
+                                                     gallery_modality=VISIBLE, trial=t)))
+    else:
+      out.append(Trial(llcm_gallery(pid, camid, modality, files, gallery_modality=INFRARED,
+                                    trial=t), every[VISIBLE]))
+  return out
+
+
+def eval_llcm(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20, *,
+              chunk_elements=1 << 22):
+  """LLCM metrics `(cmc, mAP, mINP)` (the released `eval_llcm` rules), vectorised.
+
+  For each query the gallery images of its identity taken by its camera are removed from its
+  ranked list (a stable sort: ties keep gallery order); AP and INP on that list; the CMC counts
+  each gallery identity at its first occurrence (as `eval_sysu`). Queries without a true match
+  left are skipped (as `ranking`'s functions; ValueError if none has one).
+  """
+  distmat, q_pids, g_pids, max_rank = ranking._check(distmat, q_pids, g_pids, max_rank)
+  n_q, n_g = distmat.shape
+  q_camids = ranking._check_1d("q_camids", q_camids, n_q, "query rows")
+  g_camids = ranking._check_1d("g_camids", g_camids, n_g, "gallery columns")
+  q_dense, g_dense, _ = ranking._dense_labels(q_pids, g_pids)
+  hist = np.zeros(max_rank + 2, np.int64)
+  sums, n_valid = np.zeros(2), 0
+  step = max(1, int(chunk_elements) // n_g)
+  for s in range(0, n_q, step):
+    e = min(n_q, s + step)
+    order = ranking.stable_argsort_rows(distmat[s:e])
+    pid_s = g_dense[order]
+    same = pid_s == q_dense[s:e, None]
+    removed = same & (g_camids[order] == q_camids[s:e, None])
+    rows, cols = np.nonzero(same & ~removed)                 # row-major: ranked within a row
+    if rows.size == 0:
+      continue
+    rank = cols + 1 - np.cumsum(removed, axis=1, dtype=np.int64)[rows, cols]
+    valid, first, ap, inp = ranking._per_row(rows, rank, e - s)
+    cmc_rank = 1 + ranking._distinct_before(pid_s[valid], cols[first], removed[valid])
+    hist += np.bincount(np.minimum(cmc_rank, max_rank + 1), minlength=max_rank + 2)
+    sums += ap.sum(), inp.sum()
+    n_valid += ap.size
+  if n_valid == 0:
+    raise ValueError("no query has a true match in the gallery (after removing the query's "
+                     "camera): check q_pids / g_pids")
+  return np.cumsum(hist[1:max_rank + 1]) / n_valid, sums[0] / n_valid, sums[1] / n_valid
+
+
 # --------------------------------------------------------------------------- running trials
 
 
@@ -344,7 +456,8 @@ def evaluate(features, pid, camid, trials: Sequence[Trial], *, protocol="sysu",
       concatenate them if they were extracted separately, in the order of `pid`/`camid`).
     pid, camid: (n,) the test-set description (camid may be None for RegDB).
     trials: `Trial`s (`sysu_trials`, `[regdb_trial(...)]`); indices into the arrays above.
-    protocol: "sysu" (`eval_sysu`) or "regdb" (`eval_regdb`).
+    protocol: "sysu" (`eval_sysu`), "regdb" (`eval_regdb`) or "llcm" (`eval_llcm`; camid
+      needed).
     metric: "euclidean" or "cosine" (`pairwise_distances`).
     max_rank: CMC length, ≥ 20 (rank20 is reported); a trial's curve shorter than that (small
       gallery) is extended with its last value.
@@ -356,8 +469,8 @@ def evaluate(features, pid, camid, trials: Sequence[Trial], *, protocol="sysu",
   (float32 features: float32, (n_query, n_union_gallery) memory) and every trial reads its
   columns. Returns `TrialResults` (keys RESULT_KEYS, fractions).
   """
-  if protocol not in ("sysu", "regdb"):
-    raise ValueError(f"protocol must be 'sysu' or 'regdb', got {protocol!r}")
+  if protocol not in ("sysu", "regdb", "llcm"):
+    raise ValueError(f"protocol must be 'sysu', 'regdb' or 'llcm', got {protocol!r}")
   if not isinstance(max_rank, (int, np.integer)) or max_rank < 20:
     raise ValueError(f"max_rank must be an integer ≥ 20 (rank20 is reported), got {max_rank!r}")
   features = _as_features("features", features)
@@ -365,9 +478,9 @@ def evaluate(features, pid, camid, trials: Sequence[Trial], *, protocol="sysu",
   pid = np.asarray(pid)
   if pid.shape != (n,):
     raise ValueError(f"pid must have one entry per feature row ({n}), got shape {pid.shape}")
-  if protocol == "sysu":
+  if protocol in ("sysu", "llcm"):
     if camid is None:
-      raise ValueError("camid is required for protocol='sysu'")
+      raise ValueError(f"camid is required for protocol={protocol!r}")
     camid = np.asarray(camid)
     if camid.shape != (n,):
       raise ValueError(f"camid must have one entry per feature row ({n}), got shape "
@@ -398,6 +511,8 @@ def evaluate(features, pid, camid, trials: Sequence[Trial], *, protocol="sysu",
         d = d[q_pos]
     if protocol == "sysu":
       cmc, m_ap, m_inp = eval_sysu(d, pid[q], pid[g], camid[q], camid[g], max_rank)
+    elif protocol == "llcm":
+      cmc, m_ap, m_inp = eval_llcm(d, pid[q], pid[g], camid[q], camid[g], max_rank)
     else:
       cmc, m_ap, m_inp = eval_regdb(d, pid[q], pid[g], max_rank)
     cmc = np.concatenate([cmc, np.full(max_rank - cmc.size, cmc[-1])])

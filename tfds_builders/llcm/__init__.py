@@ -1,0 +1,1 @@
+"""LLCM TFDS builder."""
