@@ -16,7 +16,10 @@ features of an image and of its mirror are averaged), optionally L2-normalises, 
   `indoor_single`, `indoor_multi`; infrared queries, visible gallery; `eval.num_trials` (10)
   galleries each; the dataset's `rand_perm_cam.mat` draws ('official') when available, seeded
   random ones otherwise;
-- RegDB (one split per dataset config): `visible_to_thermal` and `thermal_to_visible`.
+- RegDB (one split per dataset config): `visible_to_thermal` and `thermal_to_visible`;
+- LLCM: `ir_to_vis` and `vis_to_ir`, `eval.num_trials` draws each (the authors' released
+  protocol, `metrics.llcm_trials`).
+With `eval.rerank`, `run(..., rerank=rerank_params(cfg))` scores k-reciprocal re-ranked distances.
 Results: `{setting: TrialResults}` (`ce2l_jax.metrics`); `results_dict` turns them into the
 JSON form `{setting: {"mean": {rank1, rank5, rank10, rank20, mAP, mINP}, "std": {...},
 "per_trial": {...}, "cmc": [...], "num_trials": n}}` (fractions), which
@@ -46,7 +49,7 @@ SYSU_SETTINGS = ("all_single", "all_multi", "indoor_single", "indoor_multi")
 def default_config() -> ml_collections.ConfigDict:
   """The `eval` section."""
   c = ml_collections.ConfigDict()
-  c.protocol = "auto"            # auto (dataset name regdb* → regdb, else sysu) | sysu | regdb
+  c.protocol = "auto"            # auto (regdb* → regdb, llcm* → llcm, else sysu) | sysu | regdb | llcm
   c.split = "test"
   c.flip = False                 # average the features of each image and its horizontal flip
   c.normalize_features = True    # L2-normalise features before the distances
@@ -62,7 +65,20 @@ def default_config() -> ml_collections.ConfigDict:
   c.periodic_trials = 1          # trials of the periodic evaluation during training
   c.baseline = True              # also score raw pixels at the end (baseline row)
   c.baseline_size = (32, 16)     # (h, w) of the raw-pixel feature
+  # k-reciprocal re-ranking (metrics.reranking; Zhong et al. 2017): True adds a "+ re-ranking"
+  # row to the results (same features, re-ranked distances).
+  c.rerank = False
+  c.rerank_k1 = 20
+  c.rerank_k2 = 6
+  c.rerank_lambda = 0.3
   return c
+
+
+def rerank_params(cfg: ml_collections.ConfigDict):
+  """`metrics.reranking.RerankParams` of the eval section's rerank_* keys."""
+  from ce2l_jax.metrics.reranking import RerankParams
+  return RerankParams(int(cfg.get("rerank_k1", 20)), int(cfg.get("rerank_k2", 6)),
+                      float(cfg.get("rerank_lambda", 0.3)))
 
 
 class NonFiniteFeaturesError(FloatingPointError):
@@ -81,7 +97,7 @@ class TestSet:
   pid: np.ndarray
   camid: np.ndarray
   modality: np.ndarray
-  protocol: str                              # 'sysu' | 'regdb'
+  protocol: str                              # 'sysu' | 'regdb' | 'llcm'
   files: np.ndarray | None = None            # needed by the official SYSU galleries
   rand_perm_cam: dict | None = None          # parse_rand_perm_cam output
 
@@ -91,9 +107,11 @@ class TestSet:
 
 def protocol_for(dataset_name: str, protocol: str = "auto") -> str:
   if protocol != "auto":
-    if protocol not in ("sysu", "regdb"):
-      raise ValueError(f"eval.protocol={protocol!r}: auto, sysu or regdb")
+    if protocol not in ("sysu", "regdb", "llcm"):
+      raise ValueError(f"eval.protocol={protocol!r}: auto, sysu, regdb or llcm")
     return protocol
+  if dataset_name.lower().startswith("llcm"):
+    return "llcm"
   return "regdb" if dataset_name.lower().startswith("regdb") else "sysu"
 
 
@@ -125,6 +143,8 @@ def make_test_set(source, protocol: str, *, sampling: str = "random",
   """The description of `source` (any source with `labels()`), official draws when asked."""
   labels = source.labels()
   ts = TestSet(source, labels.pid, labels.camid, labels.modality, protocol)
+  if protocol == "llcm":  # the released draws depend on the file names
+    ts.files = _record_files(source)
   if protocol == "sysu" and sampling in ("auto", "official"):
     perm = rand_perm_cam if rand_perm_cam is not None else find_rand_perm_cam(source)
     if perm is None:
@@ -152,6 +172,10 @@ def open_test_set(config: ml_collections.ConfigDict) -> TestSet:
 def make_trials(test_set: TestSet, cfg: ml_collections.ConfigDict,
                 num_trials: int | None = None) -> dict[str, list]:
   """`{setting: [Trial]}` of the protocol (indices into the test set)."""
+  if test_set.protocol == "llcm":
+    return {d: metrics_lib.llcm_trials(test_set.pid, test_set.camid, test_set.modality,
+                                       test_set.files, d, int(num_trials or cfg.num_trials))
+            for d in metrics_lib.LLCM_DIRECTIONS}
   if test_set.protocol == "regdb":
     return {d: [metrics_lib.regdb_trial(test_set.modality, d)] for d in cfg.regdb_directions}
   n = int(num_trials or cfg.num_trials)
@@ -290,16 +314,19 @@ class Evaluator:
     return _l2_normalize(feats) if self.cfg.normalize_features else feats
 
   def run(self, variables, num_trials: int | None = None,
-          settings: Sequence[str] | None = None) -> dict[str, metrics_lib.TrialResults]:
-    """`{setting: TrialResults}`; the features are computed once for every setting and trial."""
+          settings: Sequence[str] | None = None, rerank=None) -> dict[str, metrics_lib.TrialResults]:
+    """`{setting: TrialResults}`; the features are computed once for every setting and trial.
+    `rerank`: None or `rerank_params(cfg)`: k-reciprocal re-ranked distances per trial."""
     feats = self.features(variables)
     ts = self.test_set
     out = {}
     for name, trials in self.trials(num_trials).items():
       if settings is not None and name not in settings:
         continue
-      out[name] = metrics_lib.evaluate(feats, ts.pid, ts.camid if ts.protocol == "sysu" else None,
-                                       trials, protocol=ts.protocol, metric=self.cfg.metric)
+      out[name] = metrics_lib.evaluate(feats, ts.pid,
+                                       ts.camid if ts.protocol in ("sysu", "llcm") else None,
+                                       trials, protocol=ts.protocol, metric=self.cfg.metric,
+                                       rerank=rerank)
     return out
 
   def first_setting(self) -> str:

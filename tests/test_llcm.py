@@ -182,3 +182,20 @@ def test_release_sized_lists_must_hold_the_release_image_count(tmp_path, monkeyp
   with pytest.raises(ManualDirError, match=r"12 training \+ 15 test images = 27; the release has 28"):
     fx.build(Llcm, tmp_path / "manual", tmp_path / "data")
   assert fx.files_under(tmp_path / "data") == []
+
+
+def test_evaluator_runs_both_directions_on_the_built_split(built):
+  """The run's evaluation path (evaluate.open_test_set → Evaluator) on the built dataset: an
+  identity-one-hot model scores 1, with and without re-ranking."""
+  import ml_collections
+  from ce2l_jax import evaluate as ev
+  config = ml_collections.ConfigDict({"data": {"name": "llcm", "data_dir": str(built)},
+                                      "eval": ev.default_config()})
+  test = ev.open_test_set(config)
+  assert test.protocol == "llcm" and test.files is not None
+  evaluator = ev.Evaluator(lambda v, x, m: x, test, config.eval, image_size=(16, 8), batch_size=8)
+  evaluator.features = lambda _: np.eye(10, dtype=np.float32)[test.pid]
+  for rerank in (None, ev.rerank_params(config.eval)._replace(k1=3, k2=2)):
+    res = evaluator.run({}, rerank=rerank)
+    assert set(res) == set(metrics.LLCM_DIRECTIONS) and all(r.num_trials == 10 for r in res.values())
+    assert all(r.mean["rank1"] == 1.0 and r.mean["mAP"] == pytest.approx(1.0) for r in res.values())

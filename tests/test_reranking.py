@@ -21,8 +21,8 @@ def _paper_rerank(q, g, k1, k2, lam):
   d = [[float(((x[i] - x[j]) ** 2).sum()) for j in range(n)] for i in range(n)]
   d = [[v / max(row) for v in row] for row in d]
 
-  def ranked(p):  # p's ranking over all images, ties by index
-    return sorted(range(n), key=lambda j: (d[p][j], j))
+  def ranked(p):  # p's ranking over all images: p first, the others by distance, ties by index
+    return [p] + sorted((j for j in range(n) if j != p), key=lambda j: (d[p][j], j))
 
   def nn(p, k):  # N(p, k)
     return set(ranked(p)[:k + 1])
@@ -81,13 +81,18 @@ def test_matches_paper_loops(nq, ng, dim, k1, k2, lam, seed):
 
 
 def test_duplicates_and_ties_match_loops():
-  """Identical images (distance ties, including with the image itself) follow the index order."""
+  """Identical images (distance ties, also with the image itself): the image first, then index
+  order; more duplicates than k1 (an image's own list full of its copies) stay finite."""
   rng = np.random.default_rng(4)
   base = rng.normal(size=(6, 5)).astype(np.float32)
   q = base[[0, 1, 1, 2]]
   g = base[[0, 0, 1, 2, 3, 4, 5, 5, 3, 2]]
   got = reranking.rerank(q, g, k1=4, k2=2)
   np.testing.assert_allclose(got, _paper_rerank(q, g, 4, 2, 0.3), atol=2e-5)
+  q, g = base[[0, 0, 1]], base[[0, 0, 0, 0, 0, 1, 1, 2]]
+  got = reranking.rerank(q, g, k1=2, k2=2)
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, _paper_rerank(q, g, 2, 2, 0.3), atol=2e-5)
 
 
 def test_chunking_does_not_change_the_answer():

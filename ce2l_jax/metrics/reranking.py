@@ -6,8 +6,9 @@ paper's experiments. With d the original distance between them (§3.1):
 
 * d(p, g) = |x_p − x_g|² (the paper's Mahalanobis form with M = I), each row divided by its
   largest value so that exp(−d) below does not depend on the feature scale;
-* N(p, k): the first k + 1 entries of p's ranked list over all N images, ties by index (p
-  itself, at distance 0, heads it unless an identical image has a lower index);
+* N(p, k): the first k + 1 entries of p's ranked list over all N images: p itself first (its own
+  nearest neighbour, also when identical images tie with it), then the others by distance, ties
+  by index;
 * R(p, k) = {g ∈ N(p, k) : p ∈ N(g, k)}, the k-reciprocal neighbours (Eq. 3);
 * R*(p, k) = R(p, k) ∪ ⋃ R(q, ½k) over q ∈ R(p, k) with |R(p, k) ∩ R(q, ½k)| ≥ ⅔ |R(q, ½k)|
   (Eq. 6, ½k rounded to the nearest integer, halves up);
@@ -66,11 +67,13 @@ def squared_distances(features: np.ndarray) -> np.ndarray:
 
 
 def _nearest(d: np.ndarray, k: int, chunk_rows: int) -> np.ndarray:
-  """(N, k) int64: the first k entries of every row's stable ranking (ties by column index)."""
+  """(N, k) int64: the first k entries of every row's ranking: the row's own image first, then
+  the others by distance, ties by column index (d ≥ 0)."""
   n = d.shape[0]
   out = np.empty((n, k), np.int64)
   for s in range(0, n, chunk_rows):
-    block = d[s:s + chunk_rows]
+    block = d[s:s + chunk_rows].copy()
+    block[np.arange(block.shape[0]), np.arange(s, s + block.shape[0])] = -1.0
     # The k smallest by (value, column): partition, then include every column tied with the
     # k-th value so that the stable order of the full row is kept exactly.
     if k < block.shape[1]:
