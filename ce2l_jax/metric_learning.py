@@ -277,24 +277,34 @@ def gsm_loss_and_grads(p: dict, x: np.ndarray, y: np.ndarray, label: np.ndarray,
   return loss, grads
 
 
-def _pairs(a: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generator):
-  """n/2 positive and n/2 negative (visible index, infrared index, label) pairs."""
-  by_id: dict = {}
-  for j, lab in enumerate(b):
-    by_id.setdefault(lab, []).append(j)
-  usable = np.flatnonzero([lab in by_id for lab in a])
-  i_pos = rng.choice(usable, n // 2)
-  j_pos = np.array([rng.choice(by_id[a[i]]) for i in i_pos])
-  i_neg = rng.integers(0, len(a), n - n // 2)
-  j_neg = rng.integers(0, len(b), n - n // 2)
-  same = a[i_neg] == b[j_neg]
-  while same.any():  # redraw the accidental positives
-    j_neg[same] = rng.integers(0, len(b), int(same.sum()))
-    same = a[i_neg] == b[j_neg]
-  i = np.concatenate([i_pos, i_neg])
-  j = np.concatenate([j_pos, j_neg])
-  label = np.concatenate([np.ones(len(i_pos)), -np.ones(len(i_neg))])
-  return i, j, label
+class _PairSampler:
+  """Balanced minibatches of cross-modality pairs: half positive (a visible image and a random
+  infrared image of its identity), half negative (random pairs of different identities)."""
+
+  def __init__(self, a: np.ndarray, b: np.ndarray):
+    self.a, self.b = np.asarray(a), np.asarray(b)
+    order = np.argsort(self.b, kind="stable")
+    self.b_sorted = order
+    ids, start, count = np.unique(self.b[order], return_index=True, return_counts=True)
+    pos = np.searchsorted(ids, self.a)
+    pos = np.minimum(pos, len(ids) - 1)
+    has = ids[pos] == self.a
+    self.usable = np.flatnonzero(has)
+    self.start, self.count = start[pos], count[pos]
+
+  def __call__(self, n: int, rng: np.random.Generator):
+    i_pos = rng.choice(self.usable, n // 2)
+    j_pos = self.b_sorted[self.start[i_pos] + (rng.random(len(i_pos)) * self.count[i_pos]).astype(np.int64)]
+    i_neg = rng.integers(0, len(self.a), n - n // 2)
+    j_neg = rng.integers(0, len(self.b), n - n // 2)
+    same = self.a[i_neg] == self.b[j_neg]
+    while same.any():  # redraw the accidental positives
+      j_neg[same] = rng.integers(0, len(self.b), int(same.sum()))
+      same = self.a[i_neg] == self.b[j_neg]
+    i = np.concatenate([i_pos, i_neg])
+    j = np.concatenate([j_pos, j_neg])
+    label = np.concatenate([np.ones(len(i_pos)), -np.ones(len(i_neg))])
+    return i, j, label
 
 
 def fit_gsm(x: np.ndarray, a: Sequence[int], z: np.ndarray, b: Sequence[int], *,
@@ -320,10 +330,11 @@ def fit_gsm(x: np.ndarray, a: Sequence[int], z: np.ndarray, b: Sequence[int], *,
   m = {k: np.zeros_like(v) for k, v in p.items()}
   v2 = {k: np.zeros_like(v) for k, v in p.items()}
   rng = np.random.default_rng(seed)
+  sample = _PairSampler(a, b)
   history = []
   b1, b2, eps = 0.9, 0.999, 1e-8
   for t in range(1, int(steps) + 1):
-    i, j, label = _pairs(a, b, int(batch), rng)
+    i, j, label = sample(int(batch), rng)
     loss, grads = gsm_loss_and_grads(p, xr[i], zr[j], label, lam)
     for k in p:
       m[k] = b1 * m[k] + (1 - b1) * grads[k]

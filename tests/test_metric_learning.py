@@ -168,3 +168,14 @@ def test_gsm_learns_and_its_embedding_ranks_by_similarity():
   assert learned > euclid + 0.25, (learned, euclid)
   with pytest.raises(ValueError, match="side"):
     model.embed(xt, "visible")
+
+
+def test_gsm_pair_sampler_is_balanced_and_labelled_right():
+  a = np.array([0, 0, 1, 2, 5])        # identity 5 has no infrared image
+  b = np.array([2, 1, 0, 0, 1, 3])
+  sample = ml._PairSampler(a, b)
+  i, j, label = sample(400, np.random.default_rng(0))
+  assert (label == 1).sum() == 200
+  np.testing.assert_array_equal(a[i] == b[j], label == 1)
+  assert 4 not in i[label == 1]
+  assert set(j[label == 1]) == {0, 1, 2, 3, 4}  # every infrared image of a shared identity

@@ -1,0 +1,85 @@
+"""The comparison table: cells pooled over seeds and galleries, 'not run' / 'failed' rows, the
+paper's figures beside ours, the files it writes; the hand-crafted path end to end on a tiny
+synthetic dataset."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ce2l_jax import paper_table as pt
+from ce2l_jax.metrics.protocols import RESULT_KEYS, TrialResults
+
+
+def _result(values):
+  """A results.json entry of trials whose every metric equals `values[t]`."""
+  per_trial = {k: list(values) for k in RESULT_KEYS}
+  return TrialResults.from_per_trial(per_trial, [np.linspace(0.1, 1, 20)] * len(values)).to_dict()
+
+
+def _write_run(root, dataset, config, seed, rows):
+  wdir = pt.run_dir(root, dataset, config, seed)
+  os.makedirs(wdir, exist_ok=True)
+  with open(os.path.join(wdir, "results.json"), "w") as f:
+    json.dump(rows, f)
+
+
+def test_cells_pool_seeds_and_galleries_and_show_the_paper(tmp_path):
+  root = str(tmp_path)
+  sysu, regdb = pt.SYNTHETIC["SYSU-MM01"], pt.SYNTHETIC["RegDB"]
+  _write_run(root, sysu, "hog", 0, {"HOG": {"all_single": _result([0.1, 0.3])},
+                                    "HOG + XQDA": {"all_single": _result([0.5])},
+                                    "raw pixels": {"all_single": _result([0.02])}})
+  _write_run(root, sysu, "hog", 1, {"HOG": {"all_single": _result([0.2])}})
+  _write_run(root, regdb, "hog", 0, {"HOG": {"visible_to_thermal": _result([0.4]),
+                                             "thermal_to_visible": _result([0.9])}})
+  # A deep row's run: its method row is the first that is not raw pixels.
+  _write_run(root, sysu, "ce2l", 0, {"CE²L": {"all_single": _result([0.25])},
+                                     "raw pixels": {"all_single": _result([0.0])}})
+  with open(os.path.join(root, "run_times.json"), "w") as f:
+    json.dump({f"{regdb}/lomo/seed0": {"seconds": 3.0, "returncode": 1}}, f)
+  table = pt.collect(root, pt.SYNTHETIC, seeds=[0, 1])
+  hog = table["HOG"]["SYSU-MM01"]
+  assert hog["status"] == "ok" and hog["num_trials"] == 3 and hog["seeds"] == [0, 1]
+  assert hog["mean"]["rank1"] == pytest.approx(20.0)
+  assert hog["std"]["rank1"] == pytest.approx(100 * np.std([0.1, 0.3, 0.2]))
+  assert hog["paper"]["rank1"] == 2.76
+  assert table["HOG"]["RegDB"]["mean"]["mAP"] == pytest.approx(40.0)  # visible→thermal
+  assert table["HOG + XQDA (ours)"]["SYSU-MM01"]["mean"]["rank1"] == pytest.approx(50.0)
+  assert table["raw pixels"]["SYSU-MM01"]["mean"]["rank1"] == pytest.approx(2.0)
+  assert table["CE²L"]["SYSU-MM01"]["mean"]["rank1"] == pytest.approx(25.0)
+  assert table["LOMO"]["RegDB"]["status"] == pt.FAILED
+  assert table["TONE"]["SYSU-MM01"]["status"] == pt.NOT_RUN
+  assert set(table) == {r.name for r in pt.ROWS} and len(pt.PAPER_ROWS) == 12
+  md = pt.format_markdown(table)
+  lines = md.splitlines()
+  assert lines[0].startswith("| Method | RegDB: r1 |") and "SYSU-MM01: mAP" in lines[0]
+  assert len(lines) == 2 + len(pt.ROWS)
+  hog_line = next(s for s in lines if s.startswith("| HOG |"))
+  assert "20.00 ± 8.16 (2.76)" in hog_line and "40.00 ± 0.00 (13.49)" in hog_line
+  assert "| TONE | not run (16.87)" in md
+
+
+def test_main_collects_and_writes_the_table(tmp_path, capsys):
+  root = str(tmp_path)
+  _write_run(root, pt.SYNTHETIC["SYSU-MM01"], "lomo", 0,
+             {"LOMO": {"all_single": _result([0.05])}})
+  assert pt.main([f"--root={root}"]) == 0
+  out = capsys.readouterr().out
+  assert "| LOMO | not run (0.85)" in out and "5.00 ± 0.00 (1.75)" in out
+  saved = json.load(open(os.path.join(root, "paper_table.json")))
+  assert saved["rows"]["LOMO"]["SYSU-MM01"]["status"] == "ok"
+  assert open(os.path.join(root, "paper_table.md")).read().count("\n") == 2 + 2 + len(pt.ROWS)
+  assert pt.main([f"--root={root}", "--rows=lomo,nope"]) == 2
+  assert "unknown nope" in capsys.readouterr().err
+
+
+def test_run_command_and_missing_configs(tmp_path):
+  cmd = pt.run_command("hog", "synthetic_sysu", 2, "/w", runlocal=True)
+  assert cmd[2:] == ["--config=configs/hog.py:synthetic_sysu,runlocal", "--config.seed=2",
+                     "--workdir=/w"]
+  messages = []
+  made = pt.run_missing(str(tmp_path), {"SYSU-MM01": "synthetic_sysu"}, ["no_such_row"], [0],
+                        log=messages.append)
+  assert made == {} and "configs/no_such_row.py does not exist yet" in messages[0]
