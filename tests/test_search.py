@@ -194,3 +194,28 @@ def test_page_renders_every_query_row_in_chromium(searched, tmp_path):
     hit = entry["ranked"][0]["match"]
     near(mid, 10 + search.CELL_PX + 1, _rgb(search.MATCH_COLORS[hit]))    # top-1 marked
   near(search.HEADER_PX + n * search.ROW_PX + 20, 20, np.array([255, 255, 255]))  # nothing after
+
+
+def test_the_runs_test_split_as_folders(searched, tmp_path):
+  """--write_test_folders: the run's test split (infrared queries, one per identity; every
+  visible image as gallery) and a search over it that ranks every query."""
+  workdir = searched[0]
+  from ce2l_jax import evaluate as ev
+  from ce2l_jax import export
+  test = ev.open_test_set(export.load_trained(workdir).config)
+  root = tmp_path / "split"
+  assert search.main([f"--workdir={workdir}", f"--write_test_folders={root}"]) == 0
+  assert (root / "query" / "MODALITY").read_text().strip() == "infrared"
+  assert (root / "gallery" / "MODALITY").read_text().strip() == "visible"
+  queries = sorted(str(p.relative_to(root / "query")) for p in (root / "query").rglob("*.*"))
+  gallery = [p for p in (root / "gallery").rglob("*.*")]
+  ir_ids = sorted({int(p) for p, m in zip(test.pid, test.modality) if m == 1})
+  assert sorted(int(q.split("/")[0]) for q in queries) == ir_ids  # one per identity
+  assert len(gallery) == int((test.modality == 0).sum())
+  out = tmp_path / "out"
+  assert search.main([f"--workdir={workdir}", f"--query={root / 'query'}",
+                      f"--gallery={root / 'gallery'}", f"--out={out}", "--no_progress"]) == 0
+  with open(out / "ranked.json") as f:
+    res = json.load(f)
+  assert [q["query"] for q in res["queries"]] == queries and res["identities_known"]
+  assert "rank1" in res["summary"] and res["summary"]["queries"] == len(queries)
