@@ -49,6 +49,8 @@ import numpy as np
 VISIBLE_CAMS = (1, 2, 4, 5)
 INFRARED_CAMS = (3, 6)
 CAMERAS = (1, 2, 3, 4, 5, 6)
+REGDB_CAMERAS = (1, 2)  # visible, thermal (the camids of tfds_builders/regdb)
+_REGDB_STYLE = {1: 4, 2: 6}  # RegDB is filmed outdoors: camera styles of SYSU's 4 and 6
 SPLITS = ("train", "test")
 PATTERNS = ("solid", "hstripes", "vstripes", "checks", "noise")
 VIEWS = ("front", "back", "side")  # `specs(...)["view"]` codes
@@ -66,6 +68,12 @@ class SyntheticConfig:
     absent_prob: probability that an identity is missing from a camera (at least one visible
       and one infrared camera are always kept).
     seed: everything is a deterministic function of this config.
+    infrared: "thermal" (far infrared: body heat and emissivity, RegDB-like) or "nir" (near
+      infrared under the camera's illuminator: reflectance, SYSU-MM01-like).
+    layout: "sysu" (cameras 1–6 as SYSU-MM01) or "regdb" (one visible camera 1, one infrared
+      camera 2, every identity in both; the identities are split into train and test halves by
+      `trial` as RegDB's ten random splits; `absent_prob` is ignored).
+    trial: the RegDB split (1..10), layout "regdb" only.
   """
   num_train_ids: int
   num_test_ids: int
@@ -75,10 +83,27 @@ class SyntheticConfig:
   max_images: int = 4
   absent_prob: float = 0.25
   seed: int = 0
+  infrared: str = "thermal"
+  layout: str = "sysu"
+  trial: int = 1
 
   @property
   def num_ids(self) -> int:
     return self.num_train_ids + self.num_test_ids
+
+  @property
+  def cameras(self) -> tuple[int, ...]:
+    return CAMERAS if self.layout == "sysu" else REGDB_CAMERAS
+
+  @property
+  def infrared_cameras(self) -> tuple[int, ...]:
+    return INFRARED_CAMS if self.layout == "sysu" else (REGDB_CAMERAS[1],)
+
+  def __post_init__(self):
+    if self.infrared not in ("thermal", "nir"):
+      raise ValueError(f"SyntheticConfig.infrared={self.infrared!r}: 'thermal' or 'nir'")
+    if self.layout not in ("sysu", "regdb"):
+      raise ValueError(f"SyntheticConfig.layout={self.layout!r}: 'sysu' or 'regdb'")
 
 
 CONFIGS = {
@@ -91,7 +116,21 @@ CONFIGS = {
     # The larger default: 300 identities at 128×64.
     "default": SyntheticConfig(num_train_ids=200, num_test_ids=100, height=128, width=64,
                                min_images=3, max_images=6, seed=0),
+    # The SYSU-MM01 twin: near-infrared cameras 3 and 6, SYSU's camera layout and protocol.
+    "sysu": SyntheticConfig(num_train_ids=300, num_test_ids=100, height=128, width=64,
+                            min_images=3, max_images=6, seed=0, infrared="nir"),
+    "sysu_small": SyntheticConfig(num_train_ids=40, num_test_ids=20, height=64, width=32,
+                                  min_images=2, max_images=4, seed=0, infrared="nir"),
 }
+# The RegDB twin: one visible and one thermal camera, 10 + 10 images of each of 412 identities,
+# split into 206 training and 206 test identities by each of the ten trials.
+CONFIGS.update({
+    f"regdb_trial{t}": SyntheticConfig(num_train_ids=206, num_test_ids=206, height=128, width=64,
+                                       min_images=10, max_images=10, seed=0, infrared="thermal",
+                                       layout="regdb", trial=t) for t in range(1, 11)})
+CONFIGS["regdb_small"] = SyntheticConfig(num_train_ids=20, num_test_ids=20, height=64, width=32,
+                                         min_images=4, max_images=4, seed=0, infrared="thermal",
+                                         layout="regdb", trial=1)
 
 
 def get_config(config: "str | SyntheticConfig") -> SyntheticConfig:
@@ -143,14 +182,18 @@ def identities(config: "str | SyntheticConfig") -> dict:
   def uniform(lo, hi, size=n):
     return rng.uniform(lo, hi, size).astype(f32)
 
-  def pick(palette, jitter=0.05, index=None):
+  dye = {}  # part -> palette index (the dye), for the near-infrared reflectance
+
+  def pick(palette, jitter=0.05, index=None, part=None):
     index = rng.integers(len(palette), size=n) if index is None else index
+    dye[part] = index
     return np.clip(palette[index] + rng.uniform(-jitter, jitter, (n, 3)), 0, 1).astype(f32)
 
-  def two_colours(palette):
+  def two_colours(palette, part):
     first = rng.integers(len(palette), size=n)
     second = (first + rng.integers(1, len(palette), size=n)) % len(palette)
-    return pick(palette, index=first), pick(palette, index=second)
+    return (pick(palette, index=first, part=part + "1"),
+            pick(palette, index=second, part=part + "2"))
 
   def two_emissivities():
     """Pattern emissivities: independent of colour, different enough that texture shows."""
@@ -179,11 +222,11 @@ def identities(config: "str | SyntheticConfig") -> dict:
   ids["hat"] = rng.random(n) < 0.22
   ids["noise"] = (rng.random((n, 2, 6, 6)) < 0.5).astype(f32)  # upper, lower texture grids
 
-  rgb = {"skin": pick(_SKIN_RGB, 0.03), "hair": pick(_HAIR_RGB, 0.03)}
-  rgb["upper1"], rgb["upper2"] = two_colours(_GARMENT_RGB)
-  rgb["lower1"], rgb["lower2"] = two_colours(_LOWER_RGB)
+  rgb = {"skin": pick(_SKIN_RGB, 0.03, part="skin"), "hair": pick(_HAIR_RGB, 0.03, part="hair")}
+  rgb["upper1"], rgb["upper2"] = two_colours(_GARMENT_RGB, "upper")
+  rgb["lower1"], rgb["lower2"] = two_colours(_LOWER_RGB, "lower")
   for key in ("shoes", "backpack", "bag", "hat"):
-    rgb[key] = pick(_ACCESSORY_RGB)
+    rgb[key] = pick(_ACCESSORY_RGB, part=key)
   ids["rgb"] = rgb
 
   # Infrared: body heat and emissivities, drawn after (and independently of) every colour.
@@ -197,7 +240,49 @@ def identities(config: "str | SyntheticConfig") -> dict:
   for key in ("backpack", "bag", "hat"):  # carried things are not body-heated: cool
     ir[key] = uniform(0.05, 0.45)
   ids["ir"] = {k: v[:, None].astype(f32) for k, v in ir.items()}
+  ids["thermal"] = ids["ir"]
+  # Near infrared, drawn last so that every other attribute is the same in both regimes.
+  ids["nir"] = _nir_reflectance(rng, dye, rgb)
+  if cfg.infrared == "nir":
+    ids["ir"] = ids["nir"]
   return ids
+
+
+# Near-infrared (~850 nm) reflectance of each palette entry's dye. Hand-set from the behaviour of
+# textile dyes under NIR illumination (many dyes, dark ones included, are transparent in the NIR
+# and the fibre reflects; carbon-black pigments absorb; indigo is half-way): a partly
+# predictable, many-to-one function of the visible colour. Two blacks (garment 14, carbon; lower
+# 19, disperse-dyed polyester) look alike in RGB and differ in NIR; red, pink, white and navy look
+# different in RGB and alike in NIR.
+_GARMENT_NIR = np.array([0.78, 0.62, 0.82, 0.80, 0.55, 0.40, 0.35, 0.30, 0.58, 0.66, 0.85,
+                         0.88, 0.62, 0.30, 0.07, 0.58, 0.80], np.float32)
+_LOWER_NIR = np.concatenate([_GARMENT_NIR, np.array([0.45, 0.62, 0.60, 0.22, 0.75, 0.50],
+                                                    np.float32)])
+_ACCESSORY_NIR = np.array([0.08, 0.85, 0.55, 0.35, 0.75, 0.45, 0.50, 0.80], np.float32)
+# Skin reflects strongly in the NIR whatever its visible tone (melanin absorbs little there);
+# hair by its melanin: dark hair is mid-grey in NIR, fair hair bright.
+_SKIN_NIR = np.array([0.62, 0.60, 0.56, 0.50], np.float32)
+_HAIR_NIR = np.array([0.22, 0.30, 0.40, 0.58, 0.52], np.float32)
+_NIR_TABLES = {"skin": _SKIN_NIR, "hair": _HAIR_NIR, "upper": _GARMENT_NIR, "lower": _LOWER_NIR,
+               "shoes": _ACCESSORY_NIR, "backpack": _ACCESSORY_NIR, "bag": _ACCESSORY_NIR,
+               "hat": _ACCESSORY_NIR}
+
+
+def _nir_reflectance(rng: np.random.Generator, dye: dict, rgb: dict) -> dict:
+  """Per-part NIR reflectance (N, 1): the dye's reflectance (`_*_NIR`), nudged by the colour's
+  own jitter (a lighter shade of a dye reflects a little more), times a per-garment material
+  factor (fibre, weave, finish: the same dye on cotton and on polyester differs)."""
+  out = {}
+  lum_w = np.array([0.299, 0.587, 0.114], np.float32)
+  for part in _LOOK_KEYS:
+    table = _NIR_TABLES[part.rstrip("12")]
+    palette = {"skin": _SKIN_RGB, "hair": _HAIR_RGB, "upper": _GARMENT_RGB,
+               "lower": _LOWER_RGB}.get(part.rstrip("12"), _ACCESSORY_RGB)
+    shade = (rgb[part] - palette[dye[part]]) @ lum_w  # the jitter's luminance, ±0.05
+    material = rng.uniform(0.92, 1.08, len(shade)) if part in ("skin", "hair") else \
+        rng.uniform(0.72, 1.22, len(shade))
+    out[part] = np.clip((table[dye[part]] + 1.5 * shade) * material, 0.03, 0.97)[:, None]
+  return {k: v.astype(np.float32) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,16 +297,21 @@ def specs(config: "str | SyntheticConfig", split: "str | None" = None) -> dict:
   cfg = get_config(config)
   n = cfg.num_ids
   rng = np.random.default_rng([cfg.seed, 1])
-  present = rng.random((n, 6)) >= cfg.absent_prob
-  for cols in ([0, 1, 3, 4], [2, 5]):  # keep one visible and one infrared camera per identity
-    missing = ~present[:, cols].any(axis=1)
-    keep = np.asarray(cols)[rng.integers(len(cols), size=n)]
-    present[np.flatnonzero(missing), keep[missing]] = True
-  counts = rng.integers(cfg.min_images, cfg.max_images + 1, size=(n, 6)) * present
   pids = np.arange(1, n + 1)
+  if cfg.layout == "sysu":
+    present = rng.random((n, 6)) >= cfg.absent_prob
+    for cols in ([0, 1, 3, 4], [2, 5]):  # keep one visible and one infrared camera per identity
+      missing = ~present[:, cols].any(axis=1)
+      keep = np.asarray(cols)[rng.integers(len(cols), size=n)]
+      present[np.flatnonzero(missing), keep[missing]] = True
+    train = pids <= cfg.num_train_ids
+  else:  # RegDB: every identity in both cameras; trial t splits the identities at random
+    present = np.ones((n, 2), bool)
+    train = np.isin(pids, regdb_train_pids(cfg))
+  counts = rng.integers(cfg.min_images, cfg.max_images + 1, size=present.shape) * present
   rows = {"pid": [], "camid": [], "index": [], "split": []}
-  for s, in_split in enumerate((pids <= cfg.num_train_ids, pids > cfg.num_train_ids)):
-    for c, cam in enumerate(CAMERAS):
+  for s, in_split in enumerate((train, ~train)):
+    for c, cam in enumerate(cfg.cameras):
       reps = counts[in_split, c]
       rows["pid"].append(np.repeat(pids[in_split], reps))
       rows["camid"].append(np.full(reps.sum(), cam))
@@ -230,11 +320,21 @@ def specs(config: "str | SyntheticConfig", split: "str | None" = None) -> dict:
   table = {k: np.concatenate(v).astype(np.int64) for k, v in rows.items()}
   m = len(table["pid"])
   table["gid"] = np.arange(m)
-  table["modality"] = np.isin(table["camid"], INFRARED_CAMS).astype(np.int64)
+  table["modality"] = np.isin(table["camid"], cfg.infrared_cameras).astype(np.int64)
   table.update(_image_params(cfg, table, np.random.default_rng([cfg.seed, 2])))
   if split is not None:
     table = take(table, table["split"] == SPLITS.index(split))
   return table
+
+
+def regdb_train_pids(config: "str | SyntheticConfig") -> np.ndarray:
+  """The training identities of a RegDB-layout config's trial: `num_train_ids` of the pids
+  1..num_ids drawn at random (seeded by the config's seed and trial), ascending."""
+  cfg = get_config(config)
+  if not 1 <= cfg.trial <= 10:
+    raise ValueError(f"SyntheticConfig.trial={cfg.trial}: RegDB trials are 1..10")
+  perm = np.random.default_rng([cfg.seed, 4, cfg.trial]).permutation(cfg.num_ids) + 1
+  return np.sort(perm[:cfg.num_train_ids])
 
 
 def take(table: dict, rows) -> dict:
@@ -392,7 +492,7 @@ def _rows(x, rows):
   return x[..., rows, :] if x.shape[-2] > 1 else x
 
 
-def _render_person(ids, sp, u, v, scale, infrared):
+def _render_person(ids, sp, u, v, scale, infrared, nir=False):
   """Renders the people of a batch: premultiplied colour (C, N, H, W) and coverage (N, H, W)."""
   k = sp["pid"] - 1
   look = ids["ir" if infrared else "rgb"]
@@ -518,7 +618,8 @@ def _render_person(ids, sp, u, v, scale, infrared):
     cv.paint(r, np.minimum(d_crown, d_brim), val["hat"], hat)
 
   # Shading: a cylinder lit from the front and above (weaker in infrared).
-  strength = 0.12 if infrared else 0.35
+  # (Near infrared: lit by the camera's own illuminator, so from the viewing direction.)
+  strength = 0.25 if nir else 0.12 if infrared else 0.35
   shade = 1.0 - strength * np.clip((u / (sw + 0.03)) ** 2, 0, 1) + (0.0 if infrared else 0.08) * v
   return cv.color * shade, cv.alpha
 
@@ -586,6 +687,60 @@ def _background(cam, sp, h, w):
   return bg.astype(np.float32)
 
 
+def _background_nir(cam, sp, h, w):
+  """NIR reflectance of the scene behind the person (1, N, H, W): painted walls and floors
+  reflect moderately, foliage brightly (the red edge of chlorophyll), the sky not at all (the
+  illuminator does not reach it; the sun's NIR is filtered at night)."""
+  y = ((np.arange(h, dtype=np.float32) + 0.5) / h)[None, :, None]
+  x = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, None, :]
+  hz = _col(sp["horizon"])
+  noise = _lowfreq(sp["bg_noise"], h, w) - 0.5
+  floor = np.clip((y - hz) * h + 0.5, 0, 1)
+  prop = ((np.abs(x - _col(sp["prop_x"])) < _col(sp["prop_w"]) / 2) &
+          (y < hz + 0.02) & (y > hz - _col(sp["prop_h"])) & (_col(sp["prop"]) > 0))
+  if cam == 3:  # indoor room: painted wall, tiled floor, furniture
+    wall = 0.55 + 0.08 * noise
+    ground = 0.40 + 0.06 * noise + 0.0 * x
+  else:  # cam 6, outdoor: dark sky, bright foliage, pavement
+    sky = np.clip((0.22 + 0.12 * noise - y) * h, 0, 1)
+    wall = _mix(0.62 + 0.2 * noise, np.float32(0.02), sky)
+    ground = 0.33 + 0.1 * noise + 0.0 * x
+  bg = _mix(wall, ground, floor)
+  bg = np.where(prop, _col(sp["prop_ir"]) - 0.3, bg)  # props: reflectance 0.15..0.55
+  return bg[None].astype(np.float32)
+
+
+# NIR cameras: illuminator reach (the background's irradiance relative to a person at the
+# reference distance), vignetting, blur sigma (pixels at 128 rows), read noise.
+_NIR_SENSOR = {
+    3: (0.55, 0.30, 0.9, 0.025),  # indoor: walls close behind the person
+    6: (0.30, 0.40, 1.2, 0.035),  # outdoor: the background is far, dimmer, noisier
+}
+
+
+def _nir_sensor(cam, sp, person, alpha, noise, h, w):
+  """Near-infrared image formation: (reflectance × irradiance of the camera's illuminator) →
+  blur → automatic gain → shot and read noise → gamma. The irradiance falls off with distance
+  (inverse square: a person nearer the camera, i.e. larger, is brighter; the background is
+  further), and towards the image corners (the illuminator's cone, vignetting)."""
+  reach, vignette, sigma, read_noise = _NIR_SENSOR[cam]
+  y = ((np.arange(h, dtype=np.float32) + 0.5) / h - 0.5)[None, :, None]
+  x = ((np.arange(w, dtype=np.float32) + 0.5) / w - 0.5)[None, None, :]
+  cone = 1.0 - vignette * (4 * x * x + 2.5 * y * y)
+  near = (_col(sp["scale"]) / 0.78) ** 2  # inverse square law: size ∝ 1 / distance
+  # The floor in front of the person is nearer than the wall behind: brighter towards the bottom.
+  depth = reach * (1.0 + 0.8 * np.clip(y + 0.5 - _col(sp["horizon"]), 0, None))
+  img = (_background_nir(cam, sp, h, w)[0] * (1.0 - alpha) * depth + person[0] * near) * cone
+  img = _blur(img, sigma * h / 128)
+  # Automatic gain: exposure set on the central region, where the person is, partly corrected.
+  centre = img[:, h // 4: 3 * h // 4, w // 4: 3 * w // 4].mean(axis=(1, 2))
+  img = img * _col(0.45 / (0.5 * centre + 0.5 * 0.45)) * _col(1.0 + sp["agc"])
+  img = img + np.sqrt(np.clip(img, 0, None)) * 0.03 * noise[0] + read_noise * noise[0, :, ::-1]
+  img = np.clip(img, 0, 1) ** 0.8
+  img = (img * 255 + 0.5).astype(np.uint8)
+  return np.broadcast_to(img[None], (3,) + img.shape).transpose(1, 2, 3, 0)
+
+
 def _blur(img, sigma):
   """Separable Gaussian blur over the last two axes, edge padded."""
   r = max(1, int(np.ceil(2 * sigma)))
@@ -612,9 +767,10 @@ def render(config: "str | SyntheticConfig", table: dict, ids: "dict | None" = No
   for cam in np.unique(table["camid"]).tolist():
     rows = np.flatnonzero(table["camid"] == cam)
     rows = rows[np.argsort(table["scale"][rows], kind="stable")]  # similar sizes: tight bands
+    style = cam if cfg.layout == "sysu" else _REGDB_STYLE[cam]
     for start in range(0, len(rows), _BATCH):
       sel = rows[start:start + _BATCH]
-      out[sel] = _render_camera(cfg, ids, take(table, sel), cam)
+      out[sel] = _render_camera(cfg, ids, take(table, sel), style)
   return out
 
 
@@ -638,10 +794,13 @@ def _render_camera(cfg, ids, sp, cam):
   y = (np.arange(h, dtype=np.float32) + 0.5)[None, :, None]
   u = (x - _col(sp["cx"] * w)) / hp * _col(sp["flip"])
   v = (_col(sp["feet"] * h) - y) / hp
-  person, alpha = _render_person(ids, sp, u, v, hp, infrared)
-  img = _background(cam, sp, h, w) * (1.0 - alpha) + person
+  nir = infrared and cfg.infrared == "nir"
+  person, alpha = _render_person(ids, sp, u, v, hp, infrared, nir)
   channels = 1 if infrared else 3
   noise = _noise_bank(cfg.seed, cam, channels, h, w)[:, sp["gid"] % _NOISE_BANK]
+  if nir:
+    return _nir_sensor(cam, sp, person, alpha, noise, h, w)
+  img = _background(cam, sp, h, w) * (1.0 - alpha) + person
   if infrared:
     sigma, noise_std, (lo, hi) = _INFRARED_SENSOR[cam]
     img = _blur(img, sigma * h / 128)
@@ -720,18 +879,22 @@ def raw_pixel_features(images: np.ndarray, size=(32, 16), edges: bool = False) -
 
 
 def raw_pixel_rank1(data: dict, query_modality: int, gallery_modality: int,
-                    size=(32, 16), edges: bool = False) -> float:
+                    size=(32, 16), edges: bool = False, other_camera: bool = True) -> float:
   """Rank-1 of matching raw pixels: each query against the gallery images of other cameras.
 
   Queries are the images of `query_modality`, the gallery the images of `gallery_modality`
   (all of them: multi-shot), Euclidean distance between `raw_pixel_features`. Queries whose
-  identity has no gallery image in another camera are skipped.
+  identity has no gallery image in another camera are skipped. `other_camera=False` (RegDB's
+  one camera per modality) only removes the query image itself from the gallery.
   """
   feats = raw_pixel_features(data["image"], size, edges)
   q = np.flatnonzero(data["modality"] == query_modality)
   g = np.flatnonzero(data["modality"] == gallery_modality)
   dist = 2.0 - 2.0 * feats[q] @ feats[g].T  # squared Euclidean of unit vectors
-  dist[data["camid"][q][:, None] == data["camid"][g][None, :]] = np.inf
+  if other_camera:
+    dist[data["camid"][q][:, None] == data["camid"][g][None, :]] = np.inf
+  else:
+    dist[q[:, None] == g[None, :]] = np.inf
   valid = ((data["pid"][q][:, None] == data["pid"][g][None, :]) & np.isfinite(dist)).any(1)
   best = g[np.argmin(dist, axis=1)]
   return float((data["pid"][best] == data["pid"][q])[valid].mean())
@@ -745,14 +908,14 @@ def draw_grid(config: "str | SyntheticConfig", path: str, num_ids: int = 6, spli
   cfg = get_config(config)
   table = specs(cfg, split)
   pids = np.unique(table["pid"])[:num_ids]
-  cams = VISIBLE_CAMS + INFRARED_CAMS
+  cams = tuple(c for c in cfg.cameras if c not in cfg.infrared_cameras) + cfg.infrared_cameras
   zoom = zoom or max(1, 192 // cfg.height)
   h, w = cfg.height * zoom, cfg.width * zoom
   pad, top, left = 4, 18, 40
   sheet = Image.new("RGB", (left + len(cams) * (w + pad), top + len(pids) * (h + pad)), "white")
   draw = ImageDraw.Draw(sheet)
   for j, cam in enumerate(cams):
-    label = f"cam{cam} {'IR' if cam in INFRARED_CAMS else 'RGB'}"
+    label = f"cam{cam} {'IR' if cam in cfg.infrared_cameras else 'RGB'}"
     draw.text((left + j * (w + pad) + 2, 3), label, fill="black")
   ids = identities(cfg)
   for i, pid in enumerate(pids.tolist()):
@@ -784,7 +947,7 @@ def main(argv=None) -> None:
   if args.stats:
     for split in SPLITS:
       t = specs(args.config, split)
-      per_cam = {c: int((t["camid"] == c).sum()) for c in CAMERAS}
+      per_cam = {c: int((t["camid"] == c).sum()) for c in get_config(args.config).cameras}
       print(f"{split}: {len(t['pid'])} images, {len(np.unique(t['pid']))} ids, "
             f"per camera {per_cam}")
     data = generate(args.config, "test")
@@ -792,8 +955,9 @@ def main(argv=None) -> None:
           "(query->gallery: raw pixels / edges)")
     for name, q, g in (("visible->visible", 0, 0), ("infrared->infrared", 1, 1),
                        ("infrared->visible", 1, 0), ("visible->infrared", 0, 1)):
-      print(f"  {name:18s} {raw_pixel_rank1(data, q, g):.3f} / "
-            f"{raw_pixel_rank1(data, q, g, edges=True):.3f}")
+      other = get_config(args.config).layout == "sysu"
+      print(f"  {name:18s} {raw_pixel_rank1(data, q, g, other_camera=other):.3f} / "
+            f"{raw_pixel_rank1(data, q, g, edges=True, other_camera=other):.3f}")
 
 
 if __name__ == "__main__":

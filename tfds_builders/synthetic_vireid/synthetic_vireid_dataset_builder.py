@@ -35,26 +35,38 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   Splits `train` and `test` hold disjoint identities; every identity has images in at least one
   visible and one infrared camera. The generator's config is in the metadata (`generator`).
 
-  | config  | image  | split | pids    | visible | infrared | total | use                |
-  |---------|--------|-------|---------|--------:|---------:|------:|--------------------|
-  | tiny    | 64×32  | train | 1–6     |      27 |       13 |    40 | unit tests         |
-  |         |        | test  | 7–10    |      20 |       10 |    30 |                    |
-  | small   | 64×32  | train | 1–40    |     377 |      180 |   557 | tests and the demo |
-  |         |        | test  | 41–60   |     170 |       93 |   263 |                    |
-  | default | 128×64 | train | 1–200   |   2,664 |    1,391 | 4,055 | larger runs        |
-  |         |        | test  | 201–300 |   1,370 |      702 | 2,072 |                    |
+  | config        | image  | IR      | cameras      | train ids | test ids | img/id/cam | use          |
+  |---------------|--------|---------|--------------|----------:|---------:|-----------:|--------------|
+  | sysu          | 128×64 | NIR     | SYSU 1–6     |       300 |      100 |        3–6 | SYSU twin    |
+  | regdb_trial1…10 | 128×64 | thermal | RegDB 1, 2 |       206 |      206 |         10 | RegDB twin   |
+  | sysu_small    | 64×32  | NIR     | SYSU 1–6     |        40 |       20 |        2–4 | tests        |
+  | regdb_small   | 64×32  | thermal | RegDB 1, 2   |        20 |       20 |          4 | tests        |
+  | default       | 128×64 | thermal | SYSU 1–6     |       200 |      100 |        3–6 | earlier demo |
+  | small         | 64×32  | thermal | SYSU 1–6     |        40 |       20 |        2–4 | tests        |
+  | tiny          | 64×32  | thermal | SYSU 1–6     |         6 |        4 |        1–2 | unit tests   |
 
-  Images per identity per camera: 1–2 (tiny), 2–4 (small), 3–6 (default); each camera is
-  missing for an identity with probability 0.25. Builds take < 1 s (tiny), ~1 s (small) and
-  ~20 s (default) of one core's CPU time, mostly PNG encoding (docs/benchmarks.md (synthetic section)).
+  SYSU layout: cameras 1, 2, 4, 5 visible, 3 and 6 infrared; each camera is missing for an
+  identity with probability 0.25 (at least one visible and one infrared camera kept). RegDB
+  layout: camera 1 visible, camera 2 thermal (the camids of `tfds_builders/regdb`); trial t
+  splits the 412 identities into halves at random as RegDB's ten trials. NIR: reflectance under
+  the camera's illuminator; thermal: body heat and emissivity (`ce2l_jax.data.synthetic`).
+  Builds take seconds (small) to about a minute (sysu, regdb_trial*) of one core, mostly PNG
+  encoding.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Procedural SYSU-like people; thermal infrared from emissivity."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Procedural SYSU-like people; thermal infrared from emissivity.",
+                   "1.1.0": "Twins: sysu (near infrared), regdb_trial1..10 (thermal, RegDB "
+                            "layout); tiny, small, default unchanged."}
   BUILDER_CONFIGS = [
       _config("small", "60 identities at 64×32: tests and the demo."),
       _config("default", "300 identities at 128×64."),
       _config("tiny", "10 identities at 64×32, 1–2 images per camera: unit tests."),
+      _config("sysu", "SYSU-MM01 twin: 400 identities at 128×64, near-infrared cameras 3, 6."),
+      _config("sysu_small", "SYSU twin for tests: 60 identities at 64×32, near infrared."),
+      *[_config(f"regdb_trial{t}", f"RegDB twin, trial {t}: 206 + 206 identities, 10 visible "
+                "+ 10 thermal images each, 128×64.") for t in range(1, 11)],
+      _config("regdb_small", "RegDB twin for tests: 20 + 20 identities, 4 + 4 images, 64×32."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "small"
 
@@ -63,11 +75,13 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description=(
-            "Procedurally rendered people in a SYSU-MM01-like layout: visible cameras 1, 2, 4, 5 "
-            "and infrared cameras 3, 6, with a modality gap (infrared from emissivity and body "
-            "heat, independent of colour)."),
+            "Procedurally rendered people in a SYSU-MM01-like (visible cameras 1, 2, 4, 5, "
+            "infrared 3, 6) or RegDB-like (visible 1, thermal 2) layout; infrared is near "
+            "infrared (reflectance under the camera's illuminator: a partly predictable, "
+            "many-to-one function of the dye plus the fabric) or thermal (body heat and "
+            "emissivity, independent of colour)."),
         features=features.features("png"),
-        homepage="docs/notes/issue3_synthetic.md",
+        homepage="docs/notes/synthetic_benchmark.md",
         metadata=tfds.core.MetadataDict(generator=dataclasses.asdict(generator)),
     )
 

@@ -13,15 +13,17 @@ from tfds_builders.synthetic_vireid.synthetic_vireid_dataset_builder import Synt
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("tfds")
-  builder = SyntheticVireid(config="tiny", data_dir=data_dir, file_format="array_record")
-  builder.download_and_prepare()
+  for config in ("tiny", "regdb_small"):
+    builder = SyntheticVireid(config=config, data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare()
   return data_dir
 
 
+@pytest.mark.parametrize("config", ["tiny", "regdb_small"])
 @pytest.mark.parametrize("split", synthetic.SPLITS)
-def test_records_are_the_generator_output(data_dir, split):
-  source = tfds.data_source("synthetic_vireid/tiny", data_dir=data_dir, split=split)
-  want = synthetic.generate("tiny", split)
+def test_records_are_the_generator_output(data_dir, split, config):
+  source = tfds.data_source(f"synthetic_vireid/{config}", data_dir=data_dir, split=split)
+  want = synthetic.generate(config, split)
   assert len(source) == len(want["pid"])
   by_file = {f: i for i, f in enumerate(want["file"])}
   for record in (source[i] for i in range(len(source))):
@@ -36,4 +38,4 @@ def test_info(data_dir):
   generator = builder.info.metadata["generator"]
   assert generator == dataclasses.asdict(synthetic.CONFIGS["tiny"])
   assert builder.info.features["modality"].names == ["visible", "infrared"]
-  assert {c.name for c in SyntheticVireid.BUILDER_CONFIGS} == {"tiny", "small", "default"}
+  assert {c.name for c in SyntheticVireid.BUILDER_CONFIGS} == set(synthetic.CONFIGS)

@@ -1,0 +1,344 @@
+"""Diagnosis of re-ID learning on the synthetic benchmark (docs/notes/synthetic_benchmark.md).
+
+A small, self-contained training loop on in-memory synthetic data that uses the project's own
+model factory and train step (`ce2l_jax.trainers.reid.make_train_step`, so the same objective:
+CE(+LSR) + λ_cross ℓ_cross + λ_intra ℓ_intra) and logs what the stage does not:
+
+* over training, on a fixed P×K training batch: positive and hardest-negative cross-modality
+  distances (ℓ_cross's two sides), ℓ_cross / ℓ_intra active fractions, the norm of `out['feat']`
+  before L2 normalisation;
+* on the test identities: the spread of the normalised embedding (mean cosine between random
+  pairs, effective rank = exp(entropy of the normalised eigenvalues)), positive vs negative
+  cross-modality distances, and retrieval visible→visible, infrared→infrared, infrared→visible
+  (all images as gallery, other cameras only: rank-1, mAP) plus SYSU all-search single-shot
+  (10 random galleries, `ce2l_jax.metrics.protocols`);
+* `--probe`: which generator attributes a linear classifier recovers from infrared raw pixels and
+  from the learned infrared features (train identities → test identities).
+
+  python benchmarks/diagnose_synthetic.py --data=default --steps=1500 --out=/tmp/diag.json
+  python benchmarks/diagnose_synthetic.py --data=sysu --steps=1500 --probe --out=/tmp/d.json
+
+No TFDS and no CycleGAN: the question is what the re-ID network learns from real images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ce2l_jax.data import synthetic  # noqa: E402
+from ce2l_jax.metrics import protocols  # noqa: E402
+from ce2l_jax.trainers import reid as reid_trainer  # noqa: E402
+
+
+def load(name: str, size: tuple[int, int], cache: str | None) -> dict:
+  """{split: records} of a synthetic config, area-resized to `size` (cached as .npz)."""
+  out = {}
+  for split in synthetic.SPLITS:
+    path = cache and os.path.join(cache, f"{name}_{split}_{size[0]}x{size[1]}.npz")
+    if path and os.path.exists(path):
+      with np.load(path, allow_pickle=True) as z:
+        out[split] = {k: z[k] for k in z.files}
+      continue
+    d = synthetic.generate(name, split)
+    img = d["image"]
+    fh, fw = img.shape[1] // size[0], img.shape[2] // size[1]
+    if fh > 1 or fw > 1:
+      img = img.reshape(len(img), size[0], fh, size[1], fw, 3).mean(axis=(2, 4)).round().astype(np.uint8)
+    d["image"] = img
+    out[split] = d
+    if path:
+      os.makedirs(cache, exist_ok=True)
+      np.savez(path, **{k: v for k, v in d.items() if k != "file"})
+  return out
+
+
+class Sampler:
+  """P identities × K images per modality, flip + pad-crop; pids relabelled 0..C-1."""
+
+  def __init__(self, data: dict, p: int, k: int, pad: int, seed: int, channel: str = "none",
+               channel_prob: float = 0.5, erase: float = 0.0):
+    self.data, self.p, self.k, self.pad = data, p, k, pad
+    self.channel, self.channel_prob, self.erase = channel, channel_prob, erase
+    self.rng = np.random.default_rng(seed)
+    self.pids = np.unique(data["pid"])
+    self.label = {int(q): i for i, q in enumerate(self.pids)}
+    self.rows = {(int(q), m): np.flatnonzero((data["pid"] == q) & (data["modality"] == m))
+                 for q in self.pids for m in (0, 1)}
+
+  def _aug(self, img, m):
+    from ce2l_jax.data import augment
+    n, h, w, _ = img.shape
+    flip = self.rng.random(n) < 0.5
+    img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
+    if self.pad:
+      p = self.pad
+      padded = np.pad(img, ((0, 0), (p, p), (p, p), (0, 0)))
+      dy, dx = self.rng.integers(0, 2 * p + 1, (2, n))
+      img = np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if self.erase:
+      img = np.stack([augment.random_erasing(x, self.rng, self.erase) for x in img])
+    if self.channel != "none" and m == 0:  # CAJ channel augmentation of visible images
+      img = np.stack([augment.channel_augment(x, self.rng, self.channel, self.channel_prob)
+                      for x in img])
+    return img
+
+  def __call__(self) -> dict:
+    pids = self.rng.choice(self.pids, self.p, replace=False)
+    images, labels = [], []
+    for m in (0, 1):
+      idx = np.concatenate([self.rng.choice(self.rows[int(q), m], self.k) for q in pids])
+      images.append(self._aug(self.data["image"][idx], m))
+      labels.append(np.repeat([self.label[int(q)] for q in pids], self.k))
+    return {"image": np.stack(images), "pid": np.stack(labels).astype(np.int32),
+            "converted": np.zeros((2, self.p * self.k), bool)}
+
+
+def features(model, variables, data: dict, key: str = "emb", batch: int = 256) -> np.ndarray:
+  """Test-time features (`out[key]`) of every image, each through its modality's stream."""
+  from ce2l_jax.data.augment import normalize_imagenet
+  fns = {m: jax.jit(lambda v, x, m=m: model.apply(v, normalize_imagenet(x), modality=m,
+                                                  train=False)[1][key]) for m in (0, 1)}
+  out = None
+  for m in (0, 1):
+    rows = np.flatnonzero(data["modality"] == m)
+    for s in range(0, len(rows), batch):
+      r = rows[s:s + batch]
+      f = np.asarray(fns[m](variables, data["image"][r]))
+      if out is None:
+        out = np.zeros((len(data["pid"]), f.shape[1]), np.float32)
+      out[r] = f
+  return out
+
+
+def l2n(x):
+  return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+
+
+def retrieval(feat: np.ndarray, data: dict, qm: int, gm: int) -> dict:
+  """Rank-1 and mAP, queries of modality qm against every gallery image of modality gm in
+  another camera (multi-shot), Euclidean distance of L2-normalised features."""
+  f = l2n(feat)
+  q = np.flatnonzero(data["modality"] == qm)
+  g = np.flatnonzero(data["modality"] == gm)
+  d = 2 - 2 * f[q] @ f[g].T
+  d[data["camid"][q][:, None] == data["camid"][g][None]] = np.inf
+  match = data["pid"][q][:, None] == data["pid"][g][None]
+  match &= np.isfinite(d)
+  ok = match.any(1)
+  order = np.argsort(d, axis=1, kind="stable")
+  m = np.take_along_axis(match, order, 1)[ok]
+  r1 = float(m[:, 0].mean())
+  cum = np.cumsum(m, 1)
+  prec = cum / np.arange(1, m.shape[1] + 1)
+  ap = (prec * m).sum(1) / m.sum(1)
+  return {"rank1": r1, "mAP": float(ap.mean())}
+
+
+def sysu_all_single(feat: np.ndarray, data: dict, trials: int = 10) -> dict:
+  t = protocols.sysu_trials(data["pid"], data["camid"], mode="all", shot="single",
+                            num_trials=trials, seed=0)
+  res = protocols.evaluate(l2n(feat), data["pid"], data["camid"], t, protocol="sysu")
+  return {k: float(res.mean[k]) for k in ("rank1", "mAP")}
+
+
+def regdb_both(feat: np.ndarray, data: dict) -> dict:
+  out = {}
+  for direction in ("visible_to_thermal", "thermal_to_visible"):
+    t = protocols.regdb_trial(data["modality"], direction)
+    res = protocols.evaluate(l2n(feat), data["pid"], None, [t], protocol="regdb")
+    out[direction] = {k: float(res.mean[k]) for k in ("rank1", "mAP")}
+  return out
+
+
+def spread(feat: np.ndarray, data: dict, rng) -> dict:
+  f = l2n(feat)
+  i, j = rng.integers(len(f), size=(2, 4000))
+  cos = (f[i] * f[j]).sum(1)
+  c = np.cov(f.T)
+  ev = np.clip(np.linalg.eigvalsh(c), 0, None)
+  pev = ev / ev.sum()
+  erank = float(np.exp(-(pev[pev > 0] * np.log(pev[pev > 0])).sum()))
+  v, t = data["modality"] == 0, data["modality"] == 1
+  d = np.sqrt(np.clip(2 - 2 * f[v] @ f[t].T, 0, None))
+  same = data["pid"][v][:, None] == data["pid"][t][None]
+  hard_neg = np.where(same, np.inf, d).min(1)
+  pos = np.where(same, d, np.nan)
+  return {"mean_cos": float(cos.mean()), "effective_rank": erank, "dim": int(f.shape[1]),
+          "test_cross_pos": float(np.nanmean(pos)), "test_cross_neg": float(d[~same].mean()),
+          "test_cross_hardneg": float(hard_neg.mean()),
+          "raw_norm": float(np.linalg.norm(feat, axis=1).mean())}
+
+
+ATTRS = ("height", "shoulder", "leg", "sleeve", "lower_kind", "upper_pattern", "lower_pattern",
+         "backpack", "bag", "hat", "long_hair")
+
+
+def probe(x_train, pid_train, x_test, pid_test, ids: dict) -> dict:
+  """Linear probe (ridge, closed form) of identity attributes: R² (continuous) or accuracy
+  (categorical, one-vs-rest argmax), fitted on train identities, scored on test identities;
+  'base' is the majority class (categorical) or 0 (R²)."""
+  def std(a, mu, sd):
+    return (a - mu) / sd
+  mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+  xa, xb = std(x_train, mu, sd), std(x_test, mu, sd)
+  xa = np.concatenate([xa, np.ones((len(xa), 1))], 1)
+  xb = np.concatenate([xb, np.ones((len(xb), 1))], 1)
+  lam = 10.0 * xa.shape[1]
+  w_solve = np.linalg.solve(xa.T @ xa + lam * np.eye(xa.shape[1]), xa.T)
+  out = {}
+  for name in ATTRS:
+    y = np.asarray(ids[name])
+    ya, yb = y[pid_train - 1], y[pid_test - 1]
+    if y.dtype == bool or np.issubdtype(y.dtype, np.integer) or len(np.unique(y)) <= 5:
+      classes = np.unique(ya)
+      oh = (ya[:, None] == classes[None]).astype(np.float64)
+      pred = classes[np.argmax(xb @ (w_solve @ oh), 1)]
+      base = float(np.mean(yb == classes[np.argmax(oh.sum(0))]))
+      out[name] = {"acc": float(np.mean(pred == yb)), "base": base}
+    else:
+      pred = xb @ (w_solve @ (ya - ya.mean())) + ya.mean()
+      r2 = 1 - np.mean((pred - yb) ** 2) / np.var(yb)
+      out[name] = {"r2": float(r2)}
+  return out
+
+
+def train(args) -> dict:
+  size = tuple(args.size)
+  data = load(args.data, size, args.cache)
+  tr, te = data["train"], data["test"]
+  cfg = reid_trainer.default_config("paper")
+  cfg.update(dict(model=args.model, optimizer=args.optimizer, lr=args.lr, num_steps=args.steps,
+                  weight_decay=args.wd, cross_margin=args.rho1, intra_margin=args.rho2,
+                  intra_weight=args.intra, cross_weight=args.cross, lsr_on=args.lsr,
+                  schedule=args.schedule, warmup_epochs=args.warmup / args.steps,
+                  decay_epochs=tuple(d / args.steps for d in args.decay), steps_per_epoch=args.steps))
+  for kv in args.set or []:
+    k, v = kv.split("=", 1)
+    cfg[k] = type(cfg[k])(json.loads(v)) if not isinstance(cfg[k], str) else v
+  num_classes = len(np.unique(tr["pid"]))
+  model = reid_trainer.create_model(cfg, num_classes)
+  tx, schedule = reid_trainer.make_optimizer(cfg, args.steps)
+  step = jax.jit(reid_trainer.make_train_step(model, tx, schedule, cfg), donate_argnums=(0,))
+  from ce2l_jax.train_state import TrainState
+  rng = jax.random.PRNGKey(args.seed)
+  variables = reid_trainer.init_variables(model, size + (3,), rng)
+  if args.init:
+    variables = reid_trainer._load_init(args.init, cfg.model, variables)  # pylint: disable=protected-access
+  state = TrainState.create(variables, tx, jax.random.PRNGKey(args.seed + 1))
+  sampler = Sampler(tr, args.p, args.k, args.pad, args.seed, args.channel, args.channel_prob,
+                    args.erase)
+  fixed = Sampler(tr, args.p, args.k, 0, 12345)()
+
+  def diag_fixed(state):
+    v = {"params": state.params, "batch_stats": state.batch_stats}
+    from ce2l_jax.data.augment import normalize_imagenet
+    _, out = model.apply(v, normalize_imagenet(jnp.asarray(fixed["image"])), train=False)
+    _, terms, d = reid_trainer.reid_loss(out, {k: jnp.asarray(x) for k, x in fixed.items()}, cfg)
+    d = {k: float(x) for k, x in d.items()}
+    d["feat_norm"] = float(jnp.linalg.norm(out["feat"], axis=-1).mean())
+    return d
+
+  history = []
+  t0 = time.time()
+  log = []
+  eval_rng = np.random.default_rng(0)
+  for s in range(1, args.steps + 1):
+    state, m = step(state, {k: jnp.asarray(v) for k, v in sampler().items()})
+    log.append({k: float(v) for k, v in m.items() if not k.startswith("finite")})
+    if s % args.log_every == 0 or s == args.steps:
+      row = {"step": s, "time": time.time() - t0}
+      row.update({f"train/{k}": float(np.mean([x[k] for x in log if k in x])) for k in log[-1]})
+      log = []
+      row.update({f"fixed/{k}": v for k, v in diag_fixed(state).items()})
+      if args.eval_every and (s % args.eval_every == 0 or s == args.steps):
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        f = features(model, variables, te)
+        row.update({f"test/{k}": v for k, v in spread(f, te, eval_rng).items()})
+        row["test/ir_to_vis"] = retrieval(f, te, 1, 0)
+        if args.protocol == "sysu":
+          row["test/sysu_all_single"] = sysu_all_single(f, te)
+      history.append(row)
+      print(json.dumps(row), flush=True)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  f = features(model, variables, te)
+  final = {"vis_to_vis": retrieval(f, te, 0, 0), "ir_to_ir": retrieval(f, te, 1, 1),
+           "ir_to_vis": retrieval(f, te, 1, 0), "vis_to_ir": retrieval(f, te, 0, 1)}
+  if args.protocol == "sysu":
+    final["sysu_all_single"] = sysu_all_single(f, te)
+  else:
+    final["regdb"] = regdb_both(f, te)
+  final.update(spread(f, te, eval_rng))
+  result = {"args": vars(args), "history": history, "final": final,
+            "train_seconds": time.time() - t0}
+  if args.probe:
+    ftr = features(model, variables, tr, key="feat")
+    fte = features(model, variables, te, key="feat")
+    ids = synthetic.identities(args.data)
+    res = {}
+    for name, (a, b) in {"ir_raw": (tr, te), "vis_raw": (tr, te)}.items():
+      m = 1 if name.startswith("ir") else 0
+      ia, ib = a["modality"] == m, b["modality"] == m
+      xa = synthetic.raw_pixel_features(a["image"][ia], size=(size[0] // 2, size[1] // 2))
+      xb = synthetic.raw_pixel_features(b["image"][ib], size=(size[0] // 2, size[1] // 2))
+      res[name] = probe(xa, a["pid"][ia], xb, b["pid"][ib], ids)
+    for name, m in (("ir_learned", 1), ("vis_learned", 0)):
+      ia, ib = tr["modality"] == m, te["modality"] == m
+      res[name] = probe(ftr[ia], tr["pid"][ia], fte[ib], te["pid"][ib], ids)
+    result["probe"] = res
+  print(json.dumps({"final": final}, indent=1))
+  return result
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--data", default="default")
+  ap.add_argument("--protocol", default="sysu", choices=("sysu", "regdb"))
+  ap.add_argument("--size", type=int, nargs=2, default=(64, 32))
+  ap.add_argument("--cache", default="/tmp/diag_cache")
+  ap.add_argument("--model", default="resnet_tiny")
+  ap.add_argument("--init", default="")
+  ap.add_argument("--optimizer", default="adam")
+  ap.add_argument("--lr", type=float, default=1e-3)
+  ap.add_argument("--wd", type=float, default=5e-4)
+  ap.add_argument("--schedule", default="constant")
+  ap.add_argument("--warmup", type=int, default=0, help="warm-up steps (schedule warmup_step)")
+  ap.add_argument("--decay", type=int, nargs="*", default=(), help="steps where lr ×0.1")
+  ap.add_argument("--steps", type=int, default=1500)
+  ap.add_argument("--p", type=int, default=16)
+  ap.add_argument("--k", type=int, default=2)
+  ap.add_argument("--pad", type=int, default=4)
+  ap.add_argument("--channel", default="adap_gray", help="CAJ channel augmentation mode")
+  ap.add_argument("--channel_prob", type=float, default=0.5)
+  ap.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
+  ap.add_argument("--rho1", type=float, default=0.5)
+  ap.add_argument("--rho2", type=float, default=0.1)
+  ap.add_argument("--cross", type=float, default=1.0)
+  ap.add_argument("--intra", type=float, default=0.1)
+  ap.add_argument("--lsr", default="none")
+  ap.add_argument("--set", nargs="*", help="reid config key=json value")
+  ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--log_every", type=int, default=100)
+  ap.add_argument("--eval_every", type=int, default=500)
+  ap.add_argument("--probe", action="store_true")
+  ap.add_argument("--out", default="")
+  args = ap.parse_args(argv)
+  result = train(args)
+  if args.out:
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(result, f, indent=1)
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+  main()
