@@ -35,6 +35,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ce2l_jax import losses  # noqa: E402
 from ce2l_jax.data import synthetic  # noqa: E402
 from ce2l_jax.metrics import protocols  # noqa: E402
 from ce2l_jax.trainers import reid as reid_trainer  # noqa: E402
@@ -212,6 +213,63 @@ def probe(x_train, pid_train, x_test, pid_test, ids: dict) -> dict:
   return out
 
 
+class _RankOn:
+  """A model whose out['feat'] (the ranking losses' input) is another of its outputs."""
+
+  def __init__(self, model, key: str):
+    self.model, self.key = model, key
+
+  def apply(self, *a, **kw):
+    res = self.model.apply(*a, **kw)
+    (emb, out), rest = (res[0], res[1]) if isinstance(res[0], tuple) else (res, None)
+    out = dict(out, feat=out[self.key])
+    return ((emb, out), rest) if rest is not None else (emb, out)
+
+  def __hash__(self):
+    return hash((self.model, self.key))
+
+
+def pretrain(args, size, variables) -> dict:
+  """ImageNet's part: CE on the *visible* images of a disjoint synthetic identity set, fed to
+  both stems; returns `variables` with the backbone (stems, layer1..4) replaced."""
+  from ce2l_jax.train_state import TrainState
+  data = load(args.pretrain_data, size, args.cache)
+  vis = {k: np.concatenate([data[s][k] for s in synthetic.SPLITS]) for k in data["train"]}
+  vis = {k: v[vis["modality"] == 0] for k, v in vis.items()}
+  both = dict(vis, modality=np.concatenate([np.zeros(len(vis["pid"]), np.int64)]))
+  twin = {k: np.concatenate([v, v]) for k, v in both.items()}
+  twin["modality"] = np.repeat([0, 1], len(vis["pid"]))  # the same images in both slots
+  cfg = reid_trainer.default_config("paper")
+  cfg.update(dict(model=args.model, optimizer="adam", lr=args.lr, cross_weight=0.0,
+                  intra_weight=0.0, lsr_on="none", weight_decay=args.wd))
+  if args.width:
+    cfg.model_kwargs.width = args.width
+  n_cls = len(np.unique(vis["pid"]))
+  model = reid_trainer.create_model(cfg, n_cls)
+  tx, schedule = reid_trainer.make_optimizer(cfg, args.pretrain_steps)
+  step = jax.jit(reid_trainer.make_train_step(model, tx, schedule, cfg), donate_argnums=(0,))
+  v0 = reid_trainer.init_variables(model, size + (3,), jax.random.PRNGKey(args.seed + 7))
+  state = TrainState.create(v0, tx, jax.random.PRNGKey(args.seed + 8))
+  sampler = Sampler(twin, args.p, args.k, args.pad, args.seed + 9, args.channel,
+                    args.channel_prob, args.erase)
+  t0 = time.time()
+  for s in range(1, args.pretrain_steps + 1):
+    state, m = step(state, {k: jnp.asarray(v) for k, v in sampler().items()})
+    if s % args.log_every == 0:
+      print(json.dumps({"pretrain_step": s, "time": time.time() - t0, "ce": float(m["ce"]),
+                        "accuracy": float(m["accuracy"])}), flush=True)
+  backbone = lambda name: name.startswith(("stem_", "layer"))  # noqa: E731
+  params = dict(variables["params"])
+  stats = dict(variables["batch_stats"])
+  for k in params:
+    if backbone(k):
+      params[k] = state.params[k]
+  for k in stats:
+    if backbone(k):
+      stats[k] = state.batch_stats[k]
+  return {"params": params, "batch_stats": stats}
+
+
 def train(args) -> dict:
   size = tuple(args.size)
   data = load(args.data, size, args.cache)
@@ -222,18 +280,27 @@ def train(args) -> dict:
                   intra_weight=args.intra, cross_weight=args.cross, lsr_on=args.lsr,
                   schedule=args.schedule, warmup_epochs=args.warmup / args.steps,
                   decay_epochs=tuple(d / args.steps for d in args.decay), steps_per_epoch=args.steps))
+  if args.width:
+    cfg.model_kwargs.width = args.width
+  if args.specific_layer1:
+    cfg.model_kwargs.specific_layer1 = True
   for kv in args.set or []:
     k, v = kv.split("=", 1)
     cfg[k] = type(cfg[k])(json.loads(v)) if not isinstance(cfg[k], str) else v
   num_classes = len(np.unique(tr["pid"]))
   model = reid_trainer.create_model(cfg, num_classes)
+  step_model = model
+  if args.rank_on:  # experiment: the ranking losses on another output than out['feat']
+    step_model = _RankOn(model, args.rank_on)
   tx, schedule = reid_trainer.make_optimizer(cfg, args.steps)
-  step = jax.jit(reid_trainer.make_train_step(model, tx, schedule, cfg), donate_argnums=(0,))
+  step = jax.jit(reid_trainer.make_train_step(step_model, tx, schedule, cfg), donate_argnums=(0,))
   from ce2l_jax.train_state import TrainState
   rng = jax.random.PRNGKey(args.seed)
   variables = reid_trainer.init_variables(model, size + (3,), rng)
   if args.init:
     variables = reid_trainer._load_init(args.init, cfg.model, variables)  # pylint: disable=protected-access
+  if args.pretrain_data:
+    variables = pretrain(args, size, variables)
   state = TrainState.create(variables, tx, jax.random.PRNGKey(args.seed + 1))
   sampler = Sampler(tr, args.p, args.k, args.pad, args.seed, args.channel, args.channel_prob,
                     args.erase)
@@ -242,10 +309,20 @@ def train(args) -> dict:
   def diag_fixed(state):
     v = {"params": state.params, "batch_stats": state.batch_stats}
     from ce2l_jax.data.augment import normalize_imagenet
-    _, out = model.apply(v, normalize_imagenet(jnp.asarray(fixed["image"])), train=False)
+    _, out = step_model.apply(v, normalize_imagenet(jnp.asarray(fixed["image"])), train=False)
     _, terms, d = reid_trainer.reid_loss(out, {k: jnp.asarray(x) for k, x in fixed.items()}, cfg)
     d = {k: float(x) for k, x in d.items()}
     d["feat_norm"] = float(jnp.linalg.norm(out["feat"], axis=-1).mean())
+    # ℓ_intra's distance D(positive, hardest cross negative) within a modality, and the mean
+    # distance between different identities of the batch (the scale ρ2 must be set against).
+    _, aux = losses.intra_modality(out["feat"][0], out["feat"][1], fixed["pid"][0],
+                                   fixed["pid"][1], margin=cfg.intra_margin)
+    d["intra_pos_hard_dist"] = float(aux["pos_hard_dist"])
+    f = out["feat"] / jnp.linalg.norm(out["feat"], axis=-1, keepdims=True)
+    dist = jnp.sqrt(jnp.clip(2 - 2 * f[0] @ f[1].T, 0))
+    other = fixed["pid"][0][:, None] != fixed["pid"][1][None]
+    d["cross_neg_mean"] = float(jnp.sum(dist * other) / jnp.sum(other))
+    d["mean_cos_feat"] = float(jnp.mean(f[0] @ f[1].T))
     return d
 
   history = []
@@ -307,6 +384,11 @@ def main(argv=None):
   ap.add_argument("--cache", default="/tmp/diag_cache")
   ap.add_argument("--model", default="resnet_tiny")
   ap.add_argument("--init", default="")
+  ap.add_argument("--width", type=int, default=0, help="resnet width (resnet_tiny: 8)")
+  ap.add_argument("--rank_on", default="", help="e.g. feat_bn: ranking losses on that output")
+  ap.add_argument("--pretrain_data", default="", help="synthetic config for visible pretraining")
+  ap.add_argument("--pretrain_steps", type=int, default=1000)
+  ap.add_argument("--specific_layer1", action="store_true", help="layer1 per modality")
   ap.add_argument("--optimizer", default="adam")
   ap.add_argument("--lr", type=float, default=1e-3)
   ap.add_argument("--wd", type=float, default=5e-4)

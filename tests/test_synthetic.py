@@ -157,6 +157,11 @@ def test_regdb_layout():
     np.testing.assert_array_equal(t["modality"], t["camid"] == 2)
     per_cam = collections.Counter(zip(t["pid"].tolist(), t["camid"].tolist()))
     assert set(per_cam.values()) == {cfg.min_images} and len(per_cam) == 2 * len(set(t["pid"]))
+    # A dual-camera rig: thermal image i of an identity has the pose of visible image i.
+    vis, ir = t["camid"] == 1, t["camid"] == 2
+    for key in ("view", "scale", "stride", "horizon"):
+      np.testing.assert_array_equal(t[key][vis], t[key][ir])
+    assert not np.array_equal(t["light"][vis], t["light"][ir])
   other = dataclasses.replace(cfg, trial=2)
   assert set(synthetic.regdb_train_pids(other).tolist()) != train  # each trial its own split
   with pytest.raises(ValueError, match="trial"):

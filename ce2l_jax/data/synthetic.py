@@ -122,6 +122,10 @@ CONFIGS = {
     "sysu_small": SyntheticConfig(num_train_ids=40, num_test_ids=20, height=64, width=32,
                                   min_images=2, max_images=4, seed=0, infrared="nir"),
 }
+# Visible pretraining (ImageNet's part): other people (another seed) than every twin's; only its
+# visible cameras are used.
+CONFIGS["pretrain"] = SyntheticConfig(num_train_ids=500, num_test_ids=0, height=128, width=64,
+                                      min_images=3, max_images=6, seed=1000, infrared="nir")
 # The RegDB twin: one visible and one thermal camera, 10 + 10 images of each of 412 identities,
 # split into 206 training and 206 test identities by each of the ten trials.
 CONFIGS.update({
@@ -322,9 +326,30 @@ def specs(config: "str | SyntheticConfig", split: "str | None" = None) -> dict:
   table["gid"] = np.arange(m)
   table["modality"] = np.isin(table["camid"], cfg.infrared_cameras).astype(np.int64)
   table.update(_image_params(cfg, table, np.random.default_rng([cfg.seed, 2])))
+  if cfg.layout == "regdb":
+    _coregister(table)
   if split is not None:
     table = take(table, table["split"] == SPLITS.index(split))
   return table
+
+
+# What a dual-camera rig shares between its two simultaneous images: the person's pose and
+# place, and the scene. Lighting, sensor noise and the camera's own artefacts stay per camera.
+_SHARED_PARAMS = ("view", "flip", "scale", "cx", "feet", "stride", "spread", "swing", "horizon",
+                  "prop", "prop_x", "prop_w", "prop_h", "phase")
+
+
+def _coregister(table: dict) -> None:
+  """RegDB's rig films each moment with both cameras: the thermal image with index i of an
+  identity shows the pose of the visible image i (shifted by a small parallax)."""
+  vis = np.flatnonzero(table["camid"] == REGDB_CAMERAS[0])
+  key = {(int(p), int(i)): r for r, p, i in zip(vis, table["pid"][vis], table["index"][vis])}
+  ir = np.flatnonzero(table["camid"] == REGDB_CAMERAS[1])
+  src = np.array([key[int(p), int(i)] for p, i in zip(table["pid"][ir], table["index"][ir])],
+                 np.int64)
+  for name in _SHARED_PARAMS:
+    table[name][ir] = table[name][src]
+  table["cx"][ir] += np.float32(0.02)  # parallax between the two lenses
 
 
 def regdb_train_pids(config: "str | SyntheticConfig") -> np.ndarray:
