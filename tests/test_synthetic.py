@@ -113,7 +113,7 @@ def test_near_infrared_is_a_partly_predictable_many_to_one_function_of_the_dye()
   cfg = synthetic.CONFIGS["sysu"]
   ids = synthetic.identities(cfg)
   np.testing.assert_array_equal(ids["ir"]["upper1"], ids["nir"]["upper1"])
-  thermal = synthetic.identities("default")  # same seed and size: only the infrared differs
+  thermal = synthetic.identities(dataclasses.replace(cfg, infrared="thermal"))  # only IR differs
   for key in ("height", "upper_pattern", "backpack"):
     np.testing.assert_array_equal(ids[key], thermal[key])
   np.testing.assert_array_equal(ids["rgb"]["upper1"], thermal["rgb"]["upper1"])

@@ -44,6 +44,7 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   | default       | 128×64 | thermal | SYSU 1–6     |       200 |      100 |        3–6 | earlier demo |
   | small         | 64×32  | thermal | SYSU 1–6     |        40 |       20 |        2–4 | tests        |
   | tiny          | 64×32  | thermal | SYSU 1–6     |         6 |        4 |        1–2 | unit tests   |
+  | pretrain      | 128×64 | NIR     | SYSU 1–6     |       500 |        0 |        3–6 | pretraining  |
 
   SYSU layout: cameras 1, 2, 4, 5 visible, 3 and 6 infrared; each camera is missing for an
   identity with probability 0.25 (at least one visible and one infrared camera kept). RegDB
@@ -67,6 +68,8 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
       *[_config(f"regdb_trial{t}", f"RegDB twin, trial {t}: 206 + 206 identities, 10 visible "
                 "+ 10 thermal images each, 128×64.") for t in range(1, 11)],
       _config("regdb_small", "RegDB twin for tests: 20 + 20 identities, 4 + 4 images, 64×32."),
+      _config("pretrain", "Visible pretraining (ImageNet's part): 500 other identities (seed "
+              "1000), train split only; use its visible images."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "small"
 
