@@ -316,7 +316,7 @@ def train(args) -> dict:
     # ℓ_intra's distance D(positive, hardest cross negative) within a modality, and the mean
     # distance between different identities of the batch (the scale ρ2 must be set against).
     _, aux = losses.intra_modality(out["feat"][0], out["feat"][1], fixed["pid"][0],
-                                   fixed["pid"][1], margin=cfg.intra_margin)
+                                   fixed["pid"][1], margin=cfg.intra_margin, normalize=True)
     d["intra_pos_hard_dist"] = float(aux["pos_hard_dist"])
     f = out["feat"] / jnp.linalg.norm(out["feat"], axis=-1, keepdims=True)
     dist = jnp.sqrt(jnp.clip(2 - 2 * f[0] @ f[1].T, 0))
