@@ -13,6 +13,7 @@ trainer), then scratch.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import grain
@@ -22,6 +23,31 @@ import orbax.checkpoint as ocp
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint's tree does not fit the model it is restored into."""
+
+
+class ProcessCountError(ValueError):
+  """A checkpoint's input position was saved by another number of processes than this run's."""
+
+
+def check_process_count(ckpt_dir: str, step: int) -> bool:
+  """Whether checkpoint `step` holds an input position (`data`) this run can restore.
+
+  grain saves one position per process (`data/process_<i>-of-<n>.json`); each process reads
+  its own part of every batch, so a position saved by `n` processes means nothing to another
+  count: ProcessCountError names both counts. The state alone is restored onto any mesh (any
+  device count), so a run with other devices but as many processes continues exactly.
+  """
+  data = os.path.join(ckpt_dir, str(step), "data")
+  if not os.path.isdir(data):
+    return False
+  counts = {int(m.group(1)) for f in os.listdir(data) if (m := re.fullmatch(r"process_\d+-of-(\d+)\.json", f))}
+  if counts and counts != {jax.process_count()}:
+    saved = ", ".join(map(str, sorted(counts)))
+    raise ProcessCountError(
+        f"checkpoint {ckpt_dir}/{step} was saved by {saved} process(es) but this run has "
+        f"{jax.process_count()}: its input position cannot be split another way; resume with "
+        f"{saved} process(es) or start in a new --workdir")
+  return True
 
 
 class Checkpointer:

@@ -18,9 +18,9 @@ Resumable and atomic. Under `<workdir>/convert/`:
   chunks/chunk_<k>.npz   records [k·chunk_size, (k+1)·chunk_size), written to a temp name and
                          renamed, so a killed run keeps every finished chunk and redoes one;
   tfds/                  the TFDS dataset, built from the chunks (`tfds_builders/ce2l_converted`)
-                         into `tfds.tmp/` and renamed when complete;
-  DONE                   written last (JSON summary). Without it the output is never complete:
-                         `open_converted` refuses it and a rerun rebuilds `tfds/` from the chunks.
+                         into `tfds.tmp/`, its record count checked, then renamed: it exists
+                         only complete (`is_complete`); a rerun without it rebuilds it from the
+                         chunks. stages.py writes the stage's DONE after that.
 The PNG encoding is lossless, so record i of the output is exactly the generator's uint8
 output for record i of the source, resized.
 """
@@ -43,7 +43,7 @@ import numpy as np
 from jax.sharding import Mesh
 from PIL import Image
 
-from ce2l_jax import parallel
+from ce2l_jax import parallel, workdir as workdir_lib
 from ce2l_jax.data import augment as aug_lib
 from ce2l_jax.data import sources as src_lib
 from ce2l_jax.models import cyclegan as cg
@@ -70,7 +70,7 @@ def default_config() -> ml_collections.ConfigDict:
 # --------------------------------------------------------------------------------- locations
 
 def stage_dir(workdir: str) -> str:
-  return os.path.join(workdir, STAGE)
+  return workdir_lib.stage_dir(workdir, STAGE)
 
 
 def converted_data_dir(workdir: str) -> str:
@@ -83,13 +83,14 @@ def chunks_dir(workdir: str) -> str:
 
 
 def is_complete(workdir: str) -> bool:
-  return os.path.exists(os.path.join(stage_dir(workdir), "DONE"))
+  """The converted dataset is there, complete (its folder appears only by a final rename)."""
+  return os.path.isdir(converted_data_dir(workdir))
 
 
 def open_converted(workdir: str, split: str = "train", **kwargs) -> src_lib.TfdsSource:
   """The converted dataset as a pipeline source; refuses an incomplete conversion."""
   if not is_complete(workdir):
-    raise FileNotFoundError(f"no complete conversion in {stage_dir(workdir)} (DONE is missing); "
+    raise FileNotFoundError(f"no complete conversion in {stage_dir(workdir)} (tfds/ is missing); "
                             "run the convert stage (it resumes where it stopped)")
   return src_lib.TfdsSource(DATASET_NAME, split, converted_data_dir(workdir), **kwargs)
 
@@ -107,8 +108,7 @@ def make_convert_fn(cfg: Any, mesh: Mesh):
 
 @functools.lru_cache(maxsize=8)
 def _convert_fn(ngf: int, n_blocks: int, mesh: Mesh):
-  from ce2l_jax.data.augment import to_unit_range
-  from ce2l_jax.trainers.cyclegan import from_unit_range
+  from ce2l_jax.data.augment import from_unit_range, to_unit_range
   gen = cg.ResnetGenerator(ngf=ngf, n_blocks=n_blocks)
 
   def convert(gen_params, images):
@@ -259,8 +259,9 @@ def chunk_path(out_dir: str, k: int) -> str:
   return os.path.join(out_dir, f"chunk_{k:06d}.npz")
 
 
-def build_dataset(chunk_dir: str, data_dir: str) -> str:
-  """Builds `DATASET_NAME` from the chunks into `data_dir` (via `<data_dir>.tmp`, then renamed)."""
+def build_dataset(chunk_dir: str, data_dir: str, num_records: int) -> str:
+  """Builds `DATASET_NAME` from the chunks into `data_dir` (via `<data_dir>.tmp`, its record
+  count checked against `num_records`, then renamed: `data_dir` appears only complete)."""
   import tensorflow_datasets as tfds
   from tfds_builders.ce2l_converted.ce2l_converted_dataset_builder import Ce2lConverted
   tmp = data_dir + ".tmp"
@@ -270,55 +271,42 @@ def build_dataset(chunk_dir: str, data_dir: str) -> str:
       download_dir=os.path.join(tmp, "_downloads"),
       download_config=tfds.download.DownloadConfig(manual_dir=chunk_dir))
   shutil.rmtree(os.path.join(tmp, "_downloads"), ignore_errors=True)
+  built = len(tfds.data_source(DATASET_NAME, data_dir=tmp, split="train"))
+  if built != num_records:
+    raise RuntimeError(f"convert: built {built} records from {num_records} source records")
   shutil.rmtree(data_dir, ignore_errors=True)
   os.replace(tmp, data_dir)
   return data_dir
 
 
-def convert_dataset(config: ml_collections.ConfigDict, workdir: str, gen_params: dict[str, Any] | None = None,
+def convert_dataset(config: ml_collections.ConfigDict, workdir: str, gen_params: dict[str, Any],
                     source: Any = None, mesh: Mesh | None = None, progress: bool = True) -> dict[str, Any]:
   """The convert stage: every record of the training split → `converted_data_dir(workdir)`.
 
   `config`: the run config (`cyclegan` for the generator's shape and size, `convert` (optional,
   `default_config()`), `data.name` / `data.data_dir` when `source` is not given).
-  `gen_params`: `{"gen_rgb2ir", "gen_ir2rgb"}`; default: the CycleGAN stage's checkpoint in
-  `workdir` (`convert.checkpoint_step`, else its latest). A finished conversion (DONE) returns
-  its summary; an interrupted one resumes from its finished chunks.
+  `gen_params`: `{"gen_rgb2ir", "gen_ir2rgb"}` (stages.py restores them from the CycleGAN
+  stage). A finished conversion converts nothing again (`converted_now` 0); an interrupted one
+  resumes from its finished chunks. Returns counts and timing.
   """
   ccfg = config.convert if "convert" in config else default_config()
-  cfg = config.cyclegan
-  done_path = os.path.join(stage_dir(workdir), "DONE")
-  if os.path.exists(done_path):
-    with open(done_path) as f:
-      return json.load(f)
-  ckpt_step = None
-  if gen_params is None:
-    from ce2l_jax.trainers import cyclegan as cyclegan_trainer
-    params, ckpt_step = cyclegan_trainer.restore_params(
-        cfg, cyclegan_trainer.checkpoint_dir(workdir), step=ccfg.get("checkpoint_step"))
-    gen_params = {r: params[r] for r in ("gen_rgb2ir", "gen_ir2rgb")}
   if source is None:
     source = src_lib.TfdsSource(config.data.name, ccfg.split, config.data.get("data_dir"))
+  if is_complete(workdir):
+    return {"num_records": len(source), "converted_now": 0, "data_dir": converted_data_dir(workdir),
+            "dataset": DATASET_NAME}
   cdir = chunks_dir(workdir)
-  stats = convert_source(source, gen_params, cdir, cfg=cfg, batch_size=int(ccfg.batch_size),
+  stats = convert_source(source, gen_params, cdir, cfg=config.cyclegan, batch_size=int(ccfg.batch_size),
                          chunk_size=int(ccfg.chunk_size), resample=str(ccfg.resample), mesh=mesh,
                          progress=progress)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("ce2l_convert_chunks")
-  summary = dict(stats)
+  summary = dict(stats, data_dir=converted_data_dir(workdir), dataset=DATASET_NAME)
   if jax.process_index() == 0:
     t = time.perf_counter()
-    build_dataset(cdir, converted_data_dir(workdir))
-    import tensorflow_datasets as tfds
-    ds = tfds.data_source(DATASET_NAME, data_dir=converted_data_dir(workdir), split="train")
-    if len(ds) != len(source):
-      raise RuntimeError(f"convert: built {len(ds)} records from {len(source)} source records")
-    summary.update({"build_seconds": time.perf_counter() - t, "cyclegan_checkpoint_step": ckpt_step,
-                    "data_dir": converted_data_dir(workdir), "dataset": DATASET_NAME})
-    with open(done_path + ".tmp", "w") as f:
-      json.dump(summary, f, indent=1)
-    os.replace(done_path + ".tmp", done_path)
+    build_dataset(cdir, converted_data_dir(workdir), len(source))
+    summary["build_seconds"] = time.perf_counter() - t
     if not ccfg.get("keep_chunks", False):
       shutil.rmtree(cdir, ignore_errors=True)
   if jax.process_count() > 1:

@@ -52,6 +52,28 @@ class MetricWriter:
       f.write(json.dumps(row) + "\n")
       f.flush()
 
+  def truncate_after(self, step: int) -> None:
+    """Drops this stage's rows with a step after `step` (atomically): a run resumed from the
+    checkpoint of `step` logs the later steps again, and each step is to appear once."""
+    if not self.enabled or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      lines = f.readlines()
+    keep = []
+    for line in lines:
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:  # a line cut by a kill
+        continue
+      if not (row.get("stage") == self.stage and int(row.get("step", 0)) > step):
+        keep.append(line if line.endswith("\n") else line + "\n")
+    if len(keep) == len(lines):
+      return
+    tmp = f"{self.path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+      f.writelines(keep)
+    os.replace(tmp, self.path)
+
   def write_image(self, step: int, name: str, image: np.ndarray) -> None:
     """`image`: uint8 HxWx3."""
     if self.enabled and self._tb is not None:

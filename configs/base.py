@@ -7,9 +7,9 @@ Sections (docs/architecture.md):
   data      name (TFDS name), data_dir, protocol 'sysu' | 'regdb', trial / trials (RegDB),
             train_split
   input     `ce2l_jax.data.pipeline.default_input_config("paper")`: 256 → crop 227, P=64 K=1
-  cyclegan  `ce2l_jax.trainers.cyclegan.default_config()` (`enabled=False`: no-conversion baseline)
+  cyclegan  the reference CycleGAN at 256×128 (`enabled=False`: no-conversion baseline)
   convert   `ce2l_jax.convert.default_config()`
-  reid      `ce2l_jax.trainers.reid.default_config("paper")`: BDTR AlexNet, SGD lr 1e-3,
+  reid      BDTR two-stream AlexNet, SGD lr 1e-3,
             ℓ_cross + 0.1 ℓ_intra + LSR on converted images
   eval      `ce2l_jax.evaluate.default_config()`: SYSU all/indoor × single/multi, 10 trials,
             RegDB both directions; raw-pixel baseline row
@@ -33,8 +33,6 @@ import ml_collections
 from ce2l_jax import convert
 from ce2l_jax import evaluate
 from ce2l_jax.data import pipeline
-from ce2l_jax.trainers import cyclegan
-from ce2l_jax.trainers import reid
 
 REGDB_TRIALS = tuple(range(1, 11))
 
@@ -75,10 +73,89 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.train_split = "train"
 
   c.input = pipeline.default_input_config("paper")
-  c.cyclegan = cyclegan.default_config()
+
+  # The CycleGAN (Zhu et al. 2017, the reference implementation's defaults) at 256×128.
+  c.cyclegan = ml_collections.ConfigDict()
+  c.cyclegan.enabled = True
+  c.cyclegan.image_size = (256, 128)   # (H, W), multiples of 4; the generator's working size
+  c.cyclegan.ngf = 64
+  c.cyclegan.ndf = 64
+  c.cyclegan.n_blocks = 9              # 9 at 256 px, 6 at 128 px (the reference's resnet_9/6blocks)
+  c.cyclegan.n_layers_d = 3            # 3 → 70×70 PatchGAN
+  c.cyclegan.init_std = 0.02           # N(0, 0.02) weights, zero biases
+  c.cyclegan.batch_size = 1            # global batch per modality (reference: 1); multiple of the mesh size
+  c.cyclegan.num_steps = 200_000
+  c.cyclegan.decay_start = 100_000     # lr constant before, linear to zero at num_steps
+  c.cyclegan.lr = 2e-4
+  c.cyclegan.beta1 = 0.5
+  c.cyclegan.beta2 = 0.999
+  c.cyclegan.lambda_cycle = 10.0
+  c.cyclegan.lambda_identity = 0.5     # × lambda_cycle
+  c.cyclegan.pool_size = 50            # generated images kept per direction; 0 = no pool
+  c.cyclegan.load_size = ()            # () = image_size; larger (H, W) = resize then random crop (reference: 286 → 256)
+  c.cyclegan.flip = True
+  c.cyclegan.rgb_cameras = ()          # () = every visible camera; e.g. (1,) with ir_cameras=(3,) for a pair
+  c.cyclegan.ir_cameras = ()
+  c.cyclegan.log_every = 100
+  c.cyclegan.eval_every = 5000         # sample grid + held-out cycle L1
+  c.cyclegan.checkpoint_every = 5000
+  c.cyclegan.max_to_keep = 3
+  c.cyclegan.progress = True           # tqdm bar (process 0)
+  c.cyclegan.nan_policy = "stop"       # a NaN/Inf loss or updated parameter: stop (name step, term) | skip
+  c.cyclegan.num_samples = 8           # rows of the sample grid
+  c.cyclegan.heldout_split = "test"    # held-out images for the end-of-stage quality numbers
+  c.cyclegan.num_heldout = 256         # per modality
+  c.cyclegan.classifier_images = 2000  # real training images per modality for the modality classifier
+  c.cyclegan.classifier_steps = 300
   c.cyclegan.seed = c.get_ref("seed")
+
   c.convert = convert.default_config()
-  c.reid = reid.default_config("paper")
+
+  # Re-ID: the paper's BDTR two-stream AlexNet with SGD; the CE²L losses.
+  c.reid = ml_collections.ConfigDict()
+  c.reid.model = "bdtr_alexnet"       # bdtr_alexnet | alexnet_tiny | resnet50_agw | resnet_tiny
+  c.reid.embedding_dim = 0            # > 0: create_reid_model(embedding_dim=...) (AlexNet models)
+  c.reid.model_kwargs = ml_collections.ConfigDict()  # any other create_reid_model keyword
+
+  # Optimiser. Schedules are in steps: epochs × steps_per_epoch.
+  c.reid.optimizer = "sgd"            # sgd | adam (coupled L2, as torch.optim.Adam) | adamw
+  c.reid.lr = 1e-3
+  c.reid.momentum = 0.9               # sgd; adam's b1 stays 0.9
+  c.reid.nesterov = False
+  c.reid.weight_decay = 5e-4
+  c.reid.backbone_lr_mult = 1.0       # lr multiplier of the parameters matching backbone_pattern
+  # regex searched in the '/'-joined parameter path: the ImageNet-pretrained layers
+  c.reid.backbone_pattern = r"^(stream_[vt]|stem_[vt]|layer\d)"
+  c.reid.grad_clip_norm = 0.0         # > 0: clip the global gradient norm
+  c.reid.schedule = "constant"        # constant | warmup_step
+  c.reid.warmup_epochs = 0.0          # warmup_step: linear from warmup_factor × lr to lr
+  c.reid.warmup_factor = 0.01
+  c.reid.decay_epochs = ()            # warmup_step: lr × decay_factor at each of these epochs
+  c.reid.decay_factor = 0.1
+  c.reid.epochs = 60
+  c.reid.num_steps = 0                # > 0 overrides epochs × steps_per_epoch
+  c.reid.steps_per_epoch = 0          # 0: from the data (the sampler's epoch length)
+
+  # Losses (defaults of the paper).
+  c.reid.ce_weight = 1.0
+  c.reid.lsr_on = "converted"         # all | converted | none
+  c.reid.lsr_epsilon = 0.1            # ε
+  c.reid.cross_weight = 1.0           # λ_cross; 0 disables ℓ_cross
+  c.reid.cross_margin = 0.5           # ρ1
+  c.reid.intra_weight = 0.1           # λ_intra; 0 disables ℓ_intra
+  c.reid.intra_margin = 0.1           # ρ2
+  c.reid.normalize_feats = True       # L2-normalise out['feat'] before the ranking losses
+  c.reid.ranking_reduction = "mean"
+
+  # Loop.
+  c.reid.nan_policy = "stop"          # stop | skip
+  c.reid.log_every = 50
+  c.reid.eval_every = 0               # > 0: one-trial evaluation every this many steps
+  c.reid.checkpoint_every = 1000
+  c.reid.max_to_keep = 3
+  c.reid.progress = True              # tqdm bar (process 0)
+  c.reid.fast_compile = False         # CPU smoke runs: skip XLA's LLVM optimisation (faster compiles)
+
   c.eval = evaluate.default_config()
   c.eval.protocol = c.data.get_ref("protocol")
   c.mesh = ml_collections.ConfigDict()

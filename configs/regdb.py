@@ -21,12 +21,7 @@ Time (estimated, not measured: no accelerator was available): per split on one H
 < 1 min; ten splits ≈ 6–8 h.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import base  # noqa: E402
+from configs import base
 
 
 def get_config(arg=None):

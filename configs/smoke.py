@@ -8,14 +8,9 @@ numbers mean nothing; the test suite (tests/test_run.py) checks the plumbing wit
   python run.py --config=configs/smoke.py --workdir=/tmp/smoke      # ~1 min on 2 shared CPU cores
 """
 
-import os
-import sys
+import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import ml_collections  # noqa: E402
-
-from configs import base, synthetic  # noqa: E402
+from configs import base, synthetic
 
 
 def get_config(arg=None):

@@ -25,12 +25,7 @@ chance rank-1 1 %, 100 test identities). Small numbers: cross-modality matching 
 identities from scratch in 1,500 CPU steps; the network learns what raw pixels cannot.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import base  # noqa: E402
+from configs import base
 
 
 def get_config(arg=None):

@@ -24,12 +24,7 @@ H100, CycleGAN 200k steps at batch 1 ≈ 2–3 h (the bulk), conversion of the 3
 `input.threads`), evaluation ≈ 2 min. On the project's 2-core CPU only `:runlocal` is practical.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import base  # noqa: E402
+from configs import base
 
 
 def get_config(arg=None):

@@ -22,14 +22,8 @@ Time (estimated, no accelerator was available to this project's runs): one H100,
 80 epochs × ~700 steps of 64 images at 288×144 ≈ 1.5–2 h, plus the CycleGAN as in sysu.py.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import base, sysu  # noqa: E402
-from ce2l_jax.data import pipeline  # noqa: E402
-from ce2l_jax.trainers import reid  # noqa: E402
+from configs import base, sysu
+from ce2l_jax.data import pipeline
 
 
 def get_config(arg=None):
@@ -37,6 +31,8 @@ def get_config(arg=None):
   c.input = pipeline.default_input_config("modern")
   c.input.channel_aug.mode = "adap_gray"
   c.input.channel_aug.prob = 0.5
-  c.reid = reid.default_config("agw")
+  c.reid.update(dict(model="resnet50_agw", lr=0.1, weight_decay=5e-4, schedule="warmup_step",
+                     warmup_epochs=10.0, warmup_factor=0.01, decay_epochs=(40, 70), decay_factor=0.1,
+                     epochs=80))   # AGW's schedule (Ye et al. 2021), SGD momentum 0.9 as base.py
   c.eval.flip = True
   return base.apply_arg(c, arg)

@@ -299,6 +299,12 @@ def to_unit_range(x: Any) -> Any:
   return jnp.asarray(x).astype(jnp.float32) / 127.5 - 1.0
 
 
+def from_unit_range(x: Any) -> Any:
+  """The inverse of `to_unit_range`: float [-1, 1] → uint8 [0, 255], rounded (jnp, jit-able)."""
+  import jax.numpy as jnp
+  return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
 def normalize_imagenet_np(x: np.ndarray) -> np.ndarray:
   """The numpy twin of `normalize_imagenet`."""
   mean = np.asarray(IMAGENET_MEAN, np.float32)

@@ -25,18 +25,16 @@ One iteration (`train_step`, one jitted call, as the reference's `optimize_param
 Data parallel: `jax.jit` over the `data` mesh, batch sharded on axis 0, state replicated;
 instance norm is per image, so the sharded step equals the single-device one.
 
-`train(cfg, workdir, train_iter, ...)` is the testable loop over any iterator of
-`{"rgb": (N, H, W, 3) uint8, "ir": ...}` batches with grain's get_state/set_state;
-`train_and_evaluate(config, workdir)` is the stage `run.py` calls with the whole run config.
+This module holds the maths, the optimisers and the state; `trainers/loop.py` runs it (jit,
+non-finite gate and policy, checkpoints with the input position, resume, logs). Every number is
+in the `cyclegan` section of configs/base.py. `train(cfg, workdir, train_iter, ...)` trains on
+any iterator of `{"rgb": (N, H, W, 3) uint8, "ir": ...}` batches; stages.py hands it the run's.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import flax
 import jax
@@ -51,53 +49,15 @@ from ce2l_jax.data.augment import to_unit_range
 from ce2l_jax.losses import l1_loss, lsgan_discriminator_loss, lsgan_generator_loss
 from ce2l_jax.metric_writer import MetricWriter
 from ce2l_jax.models import cyclegan as cg
+from ce2l_jax.trainers import loop
 
 STAGE = "cyclegan"
 GEN_ROLES = ("gen_rgb2ir", "gen_ir2rgb")
 DISC_ROLES = ("disc_rgb", "disc_ir")
-# Logged every step; a non-finite value stops training, naming the bad terms in this order.
-# The gradient norms guard the checkpoints: finite losses with finite gradients give finite
-# parameters, so a state is only saved after its own step has been checked.
+# Logged every step and checked by the non-finite gate (with the updated parameters).
 LOSS_NAMES = ("g_gan_rgb2ir", "g_gan_ir2rgb", "cycle_rgb", "cycle_ir", "idt_rgb", "idt_ir",
               "g_total", "d_rgb", "d_ir", "d_rgb_real", "d_rgb_fake", "d_ir_real", "d_ir_fake",
               "g_grad_norm", "d_grad_norm")
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The `cyclegan` section: the reference CycleGAN at 256×128 (re-ID aspect ratio)."""
-  c = ml_collections.ConfigDict()
-  c.enabled = True
-  c.image_size = (256, 128)   # (H, W), multiples of 4; the generator's working size
-  c.ngf = 64
-  c.ndf = 64
-  c.n_blocks = 9              # 9 at 256 px, 6 at 128 px (the reference's resnet_9/6blocks)
-  c.n_layers_d = 3            # 3 → 70×70 PatchGAN
-  c.init_std = 0.02           # N(0, 0.02) weights, zero biases
-  c.batch_size = 1            # global batch per modality (reference: 1); multiple of the mesh size
-  c.num_steps = 200_000
-  c.decay_start = 100_000     # lr constant before, linear to zero at num_steps
-  c.lr = 2e-4
-  c.beta1 = 0.5
-  c.beta2 = 0.999
-  c.lambda_cycle = 10.0
-  c.lambda_identity = 0.5     # × lambda_cycle
-  c.pool_size = 50            # generated images kept per direction; 0 = no pool
-  c.load_size = ()            # () = image_size; larger (H, W) = resize then random crop (reference: 286 → 256)
-  c.flip = True
-  c.rgb_cameras = ()          # () = every visible camera; e.g. (1,) with ir_cameras=(3,) for a pair
-  c.ir_cameras = ()
-  c.log_every = 100
-  c.eval_every = 5000         # sample grid + held-out cycle L1
-  c.checkpoint_every = 5000
-  c.max_to_keep = 3
-  c.nan_policy = "stop"       # a NaN/Inf loss or updated parameter: stop (name step, term) | skip
-  c.num_samples = 8           # rows of the sample grid
-  c.heldout_split = "test"    # held-out images for the end-of-stage quality numbers
-  c.num_heldout = 256         # per modality
-  c.classifier_images = 2000  # real training images per modality for the modality classifier
-  c.classifier_steps = 300
-  c.seed = 0
-  return c
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +154,7 @@ def check_config(cfg) -> None:
   cg.patch_shape((h, w), cfg.n_layers_d)
   if not 0 <= cfg.decay_start <= cfg.num_steps:
     raise ValueError(f"cyclegan.decay_start={cfg.decay_start} must lie in [0, num_steps={cfg.num_steps}]")
-  if cfg.get("nan_policy", "stop") not in ("stop", "skip"):
+  if cfg.get("nan_policy", "stop") not in loop.NAN_POLICIES:
     raise ValueError(f"cyclegan.nan_policy={cfg.nan_policy!r}: stop or skip")
 
 
@@ -215,9 +175,7 @@ def create_train_state(cfg, params: dict[str, Any], tx_g, tx_d) -> TrainState:
 def abstract_train_state(cfg, models: dict, tx_g, tx_d, mesh: Mesh) -> TrainState:
   """The state's shapes with replicated shardings: the restore target of a checkpoint."""
   shapes = cg.param_shapes(models, tuple(int(s) for s in cfg.image_size))
-  repl = parallel.replicated(mesh)
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
-                      jax.eval_shape(lambda p: create_train_state(cfg, p, tx_g, tx_d), shapes))
+  return loop.abstract_state(lambda p: create_train_state(cfg, p, tx_g, tx_d), mesh, shapes)
 
 
 def init_train_state(cfg, models: dict, tx_g, tx_d, mesh: Mesh) -> TrainState:
@@ -225,11 +183,6 @@ def init_train_state(cfg, models: dict, tx_g, tx_d, mesh: Mesh) -> TrainState:
   params = cg.init_params(models, cfg.seed, tuple(int(s) for s in cfg.image_size), cfg.init_std)
   return jax.jit(lambda p: create_train_state(cfg, p, tx_g, tx_d),
                  out_shardings=parallel.replicated(mesh))(params)
-
-
-def from_unit_range(images: jax.Array) -> jax.Array:
-  """float [-1, 1] → uint8 [0, 255], rounded."""
-  return jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def _paired(fn, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -307,27 +260,16 @@ def make_train_step(cfg, models: dict, tx_g, tx_d):
     d_params = optax.apply_updates(d_params, d_updates)
     metrics = {**g_terms, "g_total": g_total, **d_terms, "g_grad_norm": optax.global_norm(g_grads),
                "d_grad_norm": optax.global_norm(d_grads), "lr": lr_schedule(cfg)(state.step)}
+    new_state = state.replace(step=state.step + 1, params={**g_params, **d_params},
+                              opt_state_g=opt_state_g, opt_state_d=opt_state_d,
+                              pool_rgb=pool_rgb, pool_ir=pool_ir)
     # A non-finite loss or updated parameter never reaches the state (a huge lr can overflow the
     # parameters while every loss of this step is finite): the whole update is dropped.
-    params = {**g_params, **d_params}
-    params_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-    ok = params_ok & jnp.all(jnp.stack([jnp.isfinite(metrics[k]) for k in LOSS_NAMES]))
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-    metrics["params_finite"] = params_ok.astype(jnp.float32)
-    metrics["skipped"] = (~ok).astype(jnp.float32)
-    new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
-                              opt_state_g=keep(opt_state_g, state.opt_state_g),
-                              opt_state_d=keep(opt_state_d, state.opt_state_d),
-                              pool_rgb=keep(pool_rgb, state.pool_rgb), pool_ir=keep(pool_ir, state.pool_ir))
-    return new_state, metrics
+    new_state, flags = loop.gate(state, new_state, {k: metrics[k] for k in LOSS_NAMES},
+                                 new_state.params)
+    return new_state, {**metrics, **flags}
 
   return train_step
-
-
-def jit_train_step(train_step, mesh: Mesh):
-  """`jax.jit` with the state replicated and the batch sharded over `data`; state donated."""
-  repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  return jax.jit(train_step, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0)
 
 
 def make_translate_fn(models: dict):
@@ -348,36 +290,38 @@ def make_translate_fn(models: dict):
   return translate
 
 
-# Fields that change the compiled step; the others (logging, seeds, ...) do not recompile it.
-_STEP_FIELDS = ("image_size", "ngf", "ndf", "n_blocks", "n_layers_d", "lr", "beta1", "beta2",
-                "num_steps", "decay_start", "lambda_cycle", "lambda_identity", "pool_size")
+class StepFunctions(NamedTuple):
+  """What one CycleGAN config compiles (once per config and mesh, `loop.cached`)."""
+  models: dict
+  tx_g: optax.GradientTransformation
+  tx_d: optax.GradientTransformation
+  train_step: Callable    # jitted (state, batch) -> (state, metrics); state donated
+  translate: Callable     # jitted make_translate_fn(models)
 
 
-@functools.lru_cache(maxsize=8)
-def _step_functions(key: str, mesh: Mesh):
-  cfg = ml_collections.ConfigDict(json.loads(key))
-  models = build_models_checked(cfg)
-  tx_g, tx_d = make_optimizers(cfg)
-  return (models, tx_g, tx_d, jit_train_step(make_train_step(cfg, models, tx_g, tx_d), mesh),
-          jax.jit(make_translate_fn(models)))
+# Fields of the section that never change the compiled step (besides loop.LOOP_FIELDS).
+_NOT_IN_STEP = ("enabled", "seed", "init_std", "batch_size", "load_size", "flip", "rgb_cameras",
+                "ir_cameras", "num_samples", "heldout_split", "num_heldout", "classifier_images",
+                "classifier_steps")
 
 
-def step_functions(cfg, mesh: Mesh):
-  """(models, tx_g, tx_d, jitted train_step, jitted translate), built once per config and mesh.
+def step_functions(cfg, mesh: Mesh) -> StepFunctions:
+  """The models, optimisers, jitted train step and jitted translate of `cfg` on `mesh`; later
+  `train` calls in the same process (a resume, a test) reuse the compiled executables."""
 
-  Later `train` calls in the same process (a resume, a test) reuse the compiled executables.
-  """
-  key = {k: (list(cfg[k]) if isinstance(cfg[k], (tuple, list)) else cfg[k]) for k in _STEP_FIELDS}
-  return _step_functions(json.dumps(key, sort_keys=True), mesh)
+  def build():
+    models = build_models_checked(cfg)
+    tx_g, tx_d = make_optimizers(cfg)
+    return StepFunctions(models, tx_g, tx_d,
+                         loop.jit_step(make_train_step(cfg, models, tx_g, tx_d), mesh),
+                         jax.jit(make_translate_fn(models)))
+
+  return loop.cached((STAGE, loop.config_key(cfg, ignore=_NOT_IN_STEP), mesh), build)
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# Training and the final weights
 # --------------------------------------------------------------------------------------------
-
-
-class NonFiniteLossError(FloatingPointError):
-  """A loss became NaN/Inf; the message names the step and the term."""
 
 
 def restore_params(cfg, ckpt_dir: str, mesh: Mesh | None = None, step: int | None = None) -> tuple[dict, int]:
@@ -385,13 +329,11 @@ def restore_params(cfg, ckpt_dir: str, mesh: Mesh | None = None, step: int | Non
   mesh = mesh or parallel.make_mesh()
   models = build_models_checked(cfg)
   tx_g, tx_d = make_optimizers(cfg)
-  ckpt = checkpoint.Checkpointer(ckpt_dir, max_to_keep=None)
-  step = ckpt.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no CycleGAN checkpoint in {ckpt_dir}; run the cyclegan stage first")
-  state = ckpt.restore(abstract_train_state(cfg, models, tx_g, tx_d, mesh), step=step)
-  ckpt.close()
-  return state.params, int(step)
+  try:
+    state, step = loop.restore_latest(ckpt_dir, abstract_train_state(cfg, models, tx_g, tx_d, mesh), step)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"no CycleGAN checkpoint in {ckpt_dir}; run the cyclegan stage first") from None
+  return state.params, step
 
 
 def build_models_checked(cfg) -> dict:
@@ -399,7 +341,8 @@ def build_models_checked(cfg) -> dict:
   return cg.build_models(cfg)
 
 
-def _save_samples(translate_fn, params, eval_batch, path: str, writer: MetricWriter | None, step: int) -> dict:
+def save_samples(translate_fn, params, eval_batch, path: str, writer: MetricWriter | None, step: int) -> dict:
+  """The sample grid of `eval_batch` at `path` (and TensorBoard); returns its cycle L1s."""
   out = jax.device_get(translate_fn(params, eval_batch["rgb"], eval_batch["ir"]))
   rows = viz.cyclegan_sample_rows(out["real_rgb"], out["fake_ir"], out["rec_rgb"],
                                   out["real_ir"], out["fake_rgb"], out["rec_ir"])
@@ -411,144 +354,59 @@ def _save_samples(translate_fn, params, eval_batch, path: str, writer: MetricWri
 
 
 def train(cfg, workdir: str, train_iter: Iterator[dict[str, np.ndarray]], *, mesh: Mesh | None = None,
-          eval_batch: dict[str, np.ndarray] | None = None, writer: MetricWriter | None = None,
-          progress: bool = True) -> tuple[TrainState, dict[str, Any]]:
+          eval_batch: dict[str, np.ndarray] | None = None,
+          writer: MetricWriter | None = None) -> tuple[TrainState, dict[str, Any]]:
   """Trains from the latest checkpoint under `workdir` (or from scratch) up to `cfg.num_steps`.
 
   `workdir` is the stage folder: `checkpoints/` (state + iterator position) and `samples/`
-  (grids) go there. `train_iter` yields this process's part of each batch, `{"rgb", "ir"}`
-  uint8 at `cfg.image_size`; its position is saved with every checkpoint (it needs grain's
-  get_state/set_state). `eval_batch` (the same keys, a few images) feeds the sample grid;
-  default: the first training batch seen. Returns the final state and a dict of the last
-  logged metrics, the eval numbers and `train_step_compiles`.
-
-  Raises `NonFiniteLossError` naming the step and loss term when a loss (or an updated
-  parameter) turns NaN/Inf; such an update never reaches the state, and the checkpoints written
-  before that step are untouched, so a rerun resumes from the last good one. With
-  `cyclegan.nan_policy='skip'` the step is dropped and training goes on (`skipped` is logged).
+  (grids every `eval_every` steps) go there; metrics to `writer` (default
+  `<workdir>/metrics.jsonl`). `train_iter` yields this process's part of each batch,
+  `{"rgb", "ir"}` uint8 at `cfg.image_size`; its position is saved with every checkpoint (it
+  needs grain's get_state/set_state). `eval_batch` (the same keys, a few images) feeds the
+  sample grid; default: the first training batch seen. Returns the final state and a dict of
+  the last logged metrics, the eval numbers, `step` and `train_step_compiles`. A non-finite
+  loss or update: `loop.NonFiniteError` ('stop') or a skipped step ('skip').
   """
   mesh = mesh or parallel.make_mesh()
-  models, tx_g, tx_d, train_step, translate = step_functions(cfg, mesh)
+  fns = step_functions(cfg, mesh)
   parallel.check_divisible(int(cfg.batch_size), mesh, "cyclegan.batch_size")
+  want = (int(cfg.batch_size) // jax.process_count(), *(int(s) for s in cfg.image_size), 3)
+  samples = {"batch": eval_batch}
+
+  def prepare(batch):
+    for k in ("rgb", "ir"):
+      if tuple(batch[k].shape) != want or batch[k].dtype != np.uint8:
+        raise ValueError(f"cyclegan batch '{k}' is {batch[k].dtype}{tuple(batch[k].shape)}, expected "
+                         f"uint8{want} (cyclegan.batch_size / process count, cyclegan.image_size)")
+    if samples["batch"] is None:
+      samples["batch"] = {k: np.asarray(batch[k][:int(cfg.num_samples)]) for k in ("rgb", "ir")}
+    return parallel.shard_batch({"rgb": batch["rgb"], "ir": batch["ir"]}, mesh)
+
+  def evaluate(state, step):
+    return save_samples(fns.translate, state.params, samples["batch"],
+                        os.path.join(workdir, "samples", f"step_{step:07d}.png"), writer, step)
+
   own_writer = writer is None
-  writer = writer or MetricWriter(os.path.dirname(os.path.abspath(workdir)), STAGE)
+  writer = writer or MetricWriter(workdir, STAGE)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=cfg.max_to_keep)
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(abstract_train_state(cfg, models, tx_g, tx_d, mesh), data_iterator=train_iter)
-    start = int(state.step)
-    print(f"cyclegan: resuming from {ckpt.directory} step {start}")
-  else:
-    state = init_train_state(cfg, models, tx_g, tx_d, mesh)
-    start = 0
-  num_steps = int(cfg.num_steps)
-  image_size = tuple(int(s) for s in cfg.image_size)
-  local_batch = int(cfg.batch_size) // jax.process_count()
-
-  window: dict[str, list[float]] = {}
-  last_logged: dict[str, Any] = {}
-  eval_numbers: dict[str, float] = {}
-  pending = None   # (step, device metrics) of the newest step, fetched one step late
-  t_window = time.perf_counter()
-  n_window = 0
-
-  def settle(pending):
-    """Fetches one step's metrics, stops on NaN/Inf (or counts a skipped step), adds them to the
-    log window."""
-    step, metrics = pending
-    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    bad = [f"{k}={host[k]}" for k in LOSS_NAMES if not np.isfinite(host[k])]
-    if not host.get("params_finite", 1.0):
-      bad.append("updated parameters=non-finite")
-    if bad and cfg.get("nan_policy", "stop") == "skip":
-      print(f"cyclegan: step {step} skipped (non-finite {', '.join(bad)})")
-      window.setdefault("skipped", []).append(1.0)
-      return
-    if bad:
-      raise NonFiniteLossError(
-          f"cyclegan: non-finite {'loss' if '=non-finite' not in bad[0] else 'update'} at step {step}: "
-          + ", ".join(bad) + f". The update was not applied; stopped without saving; the last good "
-          f"checkpoint is step {ckpt.latest_step()} in {ckpt.directory} (a rerun resumes from it; "
-          "consider a lower cyclegan.lr, or cyclegan.nan_policy='skip')")
-    for k, v in host.items():
-      window.setdefault(k, []).append(v)
-
-  bar = None
-  if progress and jax.process_index() == 0:
-    from tqdm import tqdm
-    bar = tqdm(total=num_steps, initial=start, desc="cyclegan", dynamic_ncols=True)
   try:
-    for step in range(start, num_steps):
-      batch = next(train_iter)
-      if step == start:
-        for k in ("rgb", "ir"):
-          want = (local_batch, *image_size, 3)
-          if tuple(batch[k].shape) != want or batch[k].dtype != np.uint8:
-            raise ValueError(f"cyclegan batch '{k}' is {batch[k].dtype}{tuple(batch[k].shape)}, expected "
-                             f"uint8{want} (cyclegan.batch_size / process count, cyclegan.image_size)")
-        if eval_batch is None:
-          n = int(cfg.num_samples)
-          eval_batch = {k: np.asarray(batch[k][:n]) for k in ("rgb", "ir")}
-      state, metrics = train_step(state, parallel.shard_batch({"rgb": batch["rgb"], "ir": batch["ir"]}, mesh))
-      if pending is not None:
-        settle(pending)
-      pending = (step + 1, metrics)
-      n_window += 1
-      done = step + 1
-      if bar is not None:
-        bar.update(1)
-      if done % cfg.log_every == 0 or done == num_steps:
-        settle(pending)
-        pending = None
-        dt = time.perf_counter() - t_window
-        last_logged = {k: float(np.mean(v)) for k, v in window.items()}
-        if "skipped" in window:
-          last_logged["skipped"] = float(np.sum(window["skipped"]))  # count in the window
-        last_logged["steps_per_sec"] = n_window / dt
-        last_logged["images_per_sec"] = n_window * 2 * int(cfg.batch_size) / dt
-        writer.write_scalars(done, last_logged)
-        if bar is not None and "g_total" in last_logged:
-          bar.set_postfix(g=f"{last_logged['g_total']:.3f}", d_rgb=f"{last_logged['d_rgb']:.3f}",
-                          d_ir=f"{last_logged['d_ir']:.3f}")
-        window.clear()
-        t_window, n_window = time.perf_counter(), 0
-      if done % cfg.eval_every == 0 or done == num_steps:
-        eval_numbers = _save_samples(translate, state.params, eval_batch,
-                                     os.path.join(workdir, "samples", f"step_{done:07d}.png"), writer, done)
-        writer.write_scalars(done, eval_numbers)
-      if done % cfg.checkpoint_every == 0 or done == num_steps:
-        if pending is not None:
-          settle(pending)
-          pending = None
-        # Host copies: orbax would otherwise compile a slice per array shape and device.
-        ckpt.save(done, jax.device_get(state), train_iter, force=True)
-    if pending is not None:
-      settle(pending)
+    start = loop.restore_or_init(ckpt, abstract_train_state(cfg, fns.models, fns.tx_g, fns.tx_d, mesh),
+                                 lambda _: init_train_state(cfg, fns.models, fns.tx_g, fns.tx_d, mesh),
+                                 train_iter)
+    out = loop.run(cfg, start.state, fns.train_step, train_iter, num_steps=int(cfg.num_steps),
+                   ckpt=ckpt, writer=writer, name=STAGE, prepare=prepare, eval_fn=evaluate,
+                   show=("g_total", "d_rgb", "d_ir"))
   finally:
-    if bar is not None:
-      bar.close()
     ckpt.close()
     writer.close() if own_writer else writer.flush()
-  result = {**last_logged, **eval_numbers, "step": int(state.step),
-            "train_step_compiles": train_step._cache_size()}
-  return state, result
+  result = {**out.logged, **out.evaluated, "step": int(out.state.step),
+            "train_step_compiles": fns.train_step._cache_size()}
+  return out.state, result
 
 
 # --------------------------------------------------------------------------------------------
-# The stage
+# The run's data
 # --------------------------------------------------------------------------------------------
-
-
-def stage_dir(workdir: str) -> str:
-  return os.path.join(workdir, STAGE)
-
-
-def checkpoint_dir(workdir: str) -> str:
-  """Where the CycleGAN checkpoints of a run live (`convert` reads the generators from here)."""
-  return os.path.join(stage_dir(workdir), "checkpoints")
-
-
-def is_done(workdir: str) -> bool:
-  return os.path.exists(os.path.join(stage_dir(workdir), "DONE"))
 
 
 def build_train_iterator(config: ml_collections.ConfigDict, mesh: Mesh):
@@ -578,48 +436,3 @@ def build_train_iterator(config: ml_collections.ConfigDict, mesh: Mesh):
   src = sources.TfdsSource(data.name, data.get("train_split", "train"), data.get("data_dir"))
   visible, infrared = sources.split_by_modality(src)
   return pipeline.build_unpaired_iterator(visible, infrared, input_cfg, seed=int(cfg.seed), num_devices=mesh)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
-  """The CycleGAN stage of `run.py`: trains on the run's training split, then measures conversion.
-
-  `config` is the whole run config: sections `data` (`name`, `data_dir`, optional
-  `train_split`), `cyclegan` (`default_config()`), optional `input` and `mesh.num_devices`;
-  `workdir` is the run's folder. Writes `<workdir>/cyclegan/{checkpoints,samples,DONE}` and rows
-  with stage "cyclegan" to `<workdir>/metrics.jsonl`. A finished stage (DONE present) returns
-  its recorded numbers without training; an interrupted one resumes from its latest checkpoint.
-  At the end: the conversion-quality numbers of `ce2l_jax.conversion_quality` on
-  `cyclegan.heldout_split`. Returns the final metrics (None when `cyclegan.enabled` is False).
-  """
-  from ce2l_jax import conversion_quality
-
-  cfg = config.cyclegan
-  if not cfg.enabled:
-    return None
-  done_path = os.path.join(stage_dir(workdir), "DONE")
-  if os.path.exists(done_path):
-    with open(done_path) as f:
-      return json.load(f)
-  mesh = parallel.make_mesh((config.get("mesh") or {}).get("num_devices"))
-  image_size = tuple(int(s) for s in cfg.image_size)
-  writer = MetricWriter(workdir, STAGE)
-  train_iter = build_train_iterator(config, mesh)
-  heldout = conversion_quality.load_images(config, cfg.heldout_split, int(cfg.num_heldout), image_size)
-  n = int(cfg.num_samples)
-  eval_batch = {"rgb": heldout["rgb"][:n], "ir": heldout["ir"][:n]}
-  state, result = train(cfg, stage_dir(workdir), train_iter, mesh=mesh, eval_batch=eval_batch, writer=writer)
-
-  real = conversion_quality.load_images(config, config.data.get("train_split", "train"),
-                                        int(cfg.classifier_images), image_size)
-  quality = conversion_quality.evaluate(step_functions(cfg, mesh)[4], state.params, heldout, real,
-                                        steps=int(cfg.classifier_steps), seed=int(cfg.seed),
-                                        batch_size=int(cfg.num_samples))  # the sample grid's compiled shape
-  writer.write_scalars(int(state.step), quality)
-  writer.close()
-  result.update(quality)
-  tmp = done_path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(tmp, done_path)
-  print("cyclegan: " + ", ".join(f"{k}={v:.4g}" for k, v in quality.items()))
-  return result

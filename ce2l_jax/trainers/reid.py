@@ -12,21 +12,19 @@ with `f` the model's `out['feat']` (L2-normalised when `reid.normalize_feats`). 
 weight is 0 is neither computed nor logged (the ablations "no ℓ_intra", "no ℓ_cross"); `lsr_on
 = 'none'` gives the plain cross-entropy ("no LSR").
 
-The step is one `jax.jit` over the `data` mesh: the state replicated, the batch sharded on its
-axis 1, so BatchNorm and the ranking losses' hard mining see the global batch exactly as on one
-device. The state is donated. A non-finite loss term or gradient never reaches the parameters
-(the update is dropped inside the step with `jnp.where`); with `reid.nan_policy='stop'` the host
-then raises naming the step and the term(s), with 'skip' training goes on.
+This module holds the step's maths, the optimiser and the state; `trainers/loop.py` runs it
+(jit over the `data` mesh with the batch sharded on its axis 1, so BatchNorm and the ranking
+losses' hard mining see the global batch; the non-finite gate and policy; checkpoints; resume).
+The `reid` section of a config (configs/base.py) holds every number.
 
-Library use (run.py calls the first two; the stage writes under `<workdir>/reid/`):
-  train_and_evaluate(config, workdir) -> results      opens the data, trains, runs the protocol
-  evaluate(config, workdir) -> results                restores the final checkpoint, evaluates
-  train(config, workdir, train_iterator, num_classes, mesh) -> TrainState   injected data
+Library use (stages.py hands it the pipeline, the mesh, the writer and the stage folder):
+  train(config, workdir, train_iter, num_classes, mesh) -> TrainState
+  restore_variables(config, workdir) -> (model, variables, step)    the final weights
+  make_predict_fn(model)                                            for ce2l_jax.evaluate
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -39,87 +37,23 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from tqdm import tqdm
 
 from ce2l_jax import checkpoint, losses, parallel
 from ce2l_jax.metric_writer import MetricWriter
 from ce2l_jax.train_state import TrainState
+from ce2l_jax.trainers import loop
 
 STAGE = "reid"
+MODEL_INFO = "model.json"   # in the stage folder: what `restore_variables` rebuilds the model from
 
 
-# --------------------------------------------------------------------------------------------
-# Config
-# --------------------------------------------------------------------------------------------
-
-
-def default_config(preset: str = "paper") -> ml_collections.ConfigDict:
-  """The `reid` section. `preset`: 'paper' (BDTR AlexNet, SGD 1e-3) or 'agw' (ResNet-50 AGW)."""
-  c = ml_collections.ConfigDict()
-  c.model = "bdtr_alexnet"       # bdtr_alexnet | alexnet_tiny | resnet50_agw | resnet_tiny
-  c.embedding_dim = 0            # > 0: create_reid_model(embedding_dim=...) (AlexNet models)
-  c.model_kwargs = ml_collections.ConfigDict()  # any other create_reid_model keyword
-
-  # Optimiser. Schedules are in steps: epochs × steps_per_epoch.
-  c.optimizer = "sgd"            # sgd | adam (coupled L2, as torch.optim.Adam) | adamw
-  c.lr = 1e-3
-  c.momentum = 0.9               # sgd; adam's b1 stays 0.9
-  c.nesterov = False
-  c.weight_decay = 5e-4
-  c.backbone_lr_mult = 1.0       # lr multiplier of the parameters matching backbone_pattern
-  # regex searched in the '/'-joined parameter path: the ImageNet-pretrained layers
-  c.backbone_pattern = r"^(stream_[vt]|stem_[vt]|layer\d)"
-  c.grad_clip_norm = 0.0         # > 0: clip the global gradient norm
-  c.schedule = "constant"        # constant | warmup_step
-  c.warmup_epochs = 0.0          # warmup_step: linear from warmup_factor × lr to lr
-  c.warmup_factor = 0.01
-  c.decay_epochs = ()            # warmup_step: lr × decay_factor at each of these epochs
-  c.decay_factor = 0.1
-  c.epochs = 60
-  c.num_steps = 0                # > 0 overrides epochs × steps_per_epoch
-  c.steps_per_epoch = 0          # 0: from the data (the sampler's epoch length)
-
-  # Losses (defaults of the paper).
-  c.ce_weight = 1.0
-  c.lsr_on = "converted"         # all | converted | none
-  c.lsr_epsilon = 0.1            # ε
-  c.cross_weight = 1.0           # λ_cross; 0 disables ℓ_cross
-  c.cross_margin = 0.5           # ρ1
-  c.intra_weight = 0.1           # λ_intra; 0 disables ℓ_intra
-  c.intra_margin = 0.1           # ρ2
-  c.normalize_feats = True       # L2-normalise out['feat'] before the ranking losses
-  c.ranking_reduction = "mean"
-
-  # Loop.
-  c.nan_policy = "stop"          # stop | skip
-  c.log_every = 50
-  c.eval_every = 0               # > 0: one-trial evaluation every this many steps
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
-  c.progress_bar = True
-  c.fast_compile = False         # CPU smoke runs: skip XLA's LLVM optimisation (faster compiles)
-
-  if preset == "agw":
-    c.model = "resnet50_agw"
-    c.lr = 0.1
-    c.weight_decay = 5e-4
-    c.schedule = "warmup_step"
-    c.warmup_epochs = 10.0
-    c.warmup_factor = 0.01
-    c.decay_epochs = (40, 70)
-    c.decay_factor = 0.1
-    c.epochs = 80
-  elif preset != "paper":
-    raise ValueError(f"unknown reid preset {preset!r}: 'paper' or 'agw'")
-  return c
-
-
-def _validate(cfg: ml_collections.ConfigDict) -> None:
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+  """ValueError (one line) for a `reid` section that cannot train."""
   checks = [
       (cfg.optimizer in ("sgd", "adam", "adamw"), f"reid.optimizer={cfg.optimizer!r}: sgd, adam or adamw"),
       (cfg.schedule in ("constant", "warmup_step"), f"reid.schedule={cfg.schedule!r}: constant or warmup_step"),
       (cfg.lsr_on in ("all", "converted", "none"), f"reid.lsr_on={cfg.lsr_on!r}: all, converted or none"),
-      (cfg.nan_policy in ("stop", "skip"), f"reid.nan_policy={cfg.nan_policy!r}: stop or skip"),
+      (cfg.nan_policy in loop.NAN_POLICIES, f"reid.nan_policy={cfg.nan_policy!r}: stop or skip"),
       (cfg.ce_weight > 0 or cfg.cross_weight > 0 or cfg.intra_weight > 0,
        "every re-ID loss weight is 0: enable at least one of ce_weight, cross_weight, intra_weight"),
       (cfg.log_every > 0 and cfg.checkpoint_every > 0, "reid.log_every and reid.checkpoint_every must be > 0"),
@@ -260,35 +194,16 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
     grad_norm = optax.global_norm(grads)
     updates, new_opt = tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-
-    update_norm = optax.global_norm(updates)
-    finite = {k: jnp.isfinite(v) for k, v in terms.items()}
-    finite["grad"] = jnp.isfinite(grad_norm)
-    # Finite loss and gradient can still overflow the parameters (a huge lr): never keep those.
-    # (Elementwise: the norm of a finite update can overflow on its own.)
-    finite["update"] = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new_params)]))
-    ok = jnp.all(jnp.stack(list(finite.values())))
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-    new_state = state.replace(
-        step=state.step + 1, params=keep(new_params, state.params),
-        batch_stats=keep(new_bs, state.batch_stats) if state.batch_stats else state.batch_stats,
-        opt_state=keep(new_opt, state.opt_state))
+    new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt,
+                              batch_stats=new_bs if state.batch_stats else state.batch_stats)
+    new_state, flags = loop.gate(state, new_state, {**terms, "grad_norm": grad_norm}, new_params)
 
     accuracy = jnp.mean((jnp.argmax(logits, -1) == batch["pid"]).astype(jnp.float32))
-    metrics = dict(terms, **diag, accuracy=accuracy, grad_norm=grad_norm, update_norm=update_norm,
-                   lr=schedule(state.step), skipped=(~ok).astype(jnp.float32))
-    metrics.update({f"finite/{k}": v for k, v in finite.items()})
+    metrics = dict(terms, **diag, accuracy=accuracy, grad_norm=grad_norm,
+                   update_norm=optax.global_norm(updates), lr=schedule(state.step), **flags)
     return new_state, metrics
 
   return step_fn
-
-
-def jit_train_step(step_fn, mesh, compiler_options: Mapping[str, Any] | None = None) -> Callable:
-  """`jax.jit` over the mesh: state replicated and donated, batch sharded on axis 1."""
-  repl = parallel.replicated(mesh)
-  return jax.jit(step_fn, in_shardings=(repl, parallel.batch_sharding(mesh, 1)),
-                 out_shardings=(repl, repl), donate_argnums=(0,),
-                 compiler_options=dict(compiler_options or {}) or None)
 
 
 def compiler_options(cfg: ml_collections.ConfigDict) -> dict[str, Any] | None:
@@ -298,25 +213,17 @@ def compiler_options(cfg: ml_collections.ConfigDict) -> dict[str, Any] | None:
   return None
 
 
-# Fields of the `reid` config that only the host loop reads: changing them keeps the step.
-_LOOP_FIELDS = ("nan_policy", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                "progress_bar", "num_steps", "epochs")
-_STEP_CACHE: dict[Any, tuple] = {}
-
-
 def build_step(model, cfg: ml_collections.ConfigDict, steps_per_epoch: int, mesh):
-  """(tx, schedule, jitted step) for this model/config/mesh, reused across `train` calls of one
-  process (a resumed or repeated run in the same process compiles once)."""
-  step_cfg = {k: v for k, v in cfg.to_dict().items() if k not in _LOOP_FIELDS}
-  key = (model, json.dumps(step_cfg, sort_keys=True, default=str), int(steps_per_epoch), mesh,
-         reid_loss, jax.default_backend())
-  if key not in _STEP_CACHE:
-    if len(_STEP_CACHE) >= 8:
-      _STEP_CACHE.clear()
+  """(tx, schedule, jitted step) for this model/config/mesh, compiled once per process."""
+  key = (STAGE, model, loop.config_key(cfg, ignore=("num_steps", "epochs")), int(steps_per_epoch),
+         mesh, reid_loss, jax.default_backend())
+
+  def build():
     tx, schedule = make_optimizer(cfg, steps_per_epoch)
-    _STEP_CACHE[key] = (tx, schedule, jit_train_step(make_train_step(model, tx, schedule, cfg), mesh,
-                                                     compiler_options(cfg)))
-  return _STEP_CACHE[key]
+    step = make_train_step(model, tx, schedule, cfg)
+    return tx, schedule, loop.jit_step(step, mesh, batch_axis=1, compiler_options=compiler_options(cfg))
+
+  return loop.cached(key, build)
 
 
 def prepare_batch(batch: Mapping[str, Any], mesh) -> dict[str, jax.Array]:
@@ -331,23 +238,19 @@ def prepare_batch(batch: Mapping[str, Any], mesh) -> dict[str, jax.Array]:
 
 
 # --------------------------------------------------------------------------------------------
-# State creation / restoration
+# State
 # --------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _jitted_init(model, height: int, width: int, fast_compile: bool):
-  from ce2l_jax.models import init_reid_variables
-  options = {"xla_backend_optimization_level": 0} if fast_compile and jax.default_backend() == "cpu" else None
-  return jax.jit(lambda r: init_reid_variables(model, r, height, width), compiler_options=options)
 
 
 def init_variables(model, image_shape: tuple[int, ...], rng: jax.Array,
                    fast_compile: bool = False) -> dict[str, Any]:
   """Model variables for images of `image_shape` (H, W, 3), both streams initialised."""
-  h, w, _ = image_shape
-  variables = _jitted_init(model, int(h), int(w), bool(fast_compile))(rng)
-  return {k: v for k, v in dict(variables).items() if k in ("params", "batch_stats")}
+  from ce2l_jax.models import init_reid_variables
+  h, w, _ = (int(s) for s in image_shape)
+  options = {"xla_backend_optimization_level": 0} if fast_compile and jax.default_backend() == "cpu" else None
+  init = loop.cached(("reid_init", model, h, w, options is not None), lambda: jax.jit(
+      lambda r: init_reid_variables(model, r, h, w), compiler_options=options))
+  return {k: v for k, v in dict(init(rng)).items() if k in ("params", "batch_stats")}
 
 
 def abstract_state(model, tx, image_shape, mesh) -> TrainState:
@@ -360,13 +263,12 @@ def abstract_state(model, tx, image_shape, mesh) -> TrainState:
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
     return TrainState.create(variables, tx, jax.random.PRNGKey(0))
 
-  shapes = jax.eval_shape(create)
-  repl = parallel.replicated(mesh)
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
+  return loop.abstract_state(create, mesh)
 
 
-def _checkpoint_dir(path: str) -> str:
-  """Accepts a run workdir, a re-ID stage folder or a checkpoints folder."""
+def resume_dir(path: str) -> str:
+  """The checkpoint folder of `config.resume`: a run workdir, a re-ID stage folder or a
+  checkpoints folder."""
   import orbax.checkpoint as ocp
   for cand in (os.path.join(path, STAGE, "checkpoints"), os.path.join(path, "checkpoints"), path):
     if os.path.isdir(cand) and ocp.utils.checkpoint_steps(cand):
@@ -375,26 +277,8 @@ def _checkpoint_dir(path: str) -> str:
                           "checkpoints and the folder itself)")
 
 
-def _has_data_item(ckpt_dir: str, step: int) -> bool:
-  return os.path.isdir(os.path.join(ckpt_dir, str(step), "data"))
-
-
-def _load_init(path: str, model_name: str, variables: dict[str, Any]) -> dict[str, Any]:
-  """Pretrained weights (`config.init`) into freshly initialised variables."""
-  from ce2l_jax.models import pretrained
-  return pretrained.pretrained_loader(model_name)(path, variables)
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------
-
-
-class NonFiniteError(FloatingPointError):
-  """A loss term or the gradient of a re-ID step was NaN or infinite."""
-
-
-def _steps(cfg, steps_per_epoch: int | None) -> tuple[int, int]:
+def num_steps(cfg, steps_per_epoch: int | None) -> tuple[int, int]:
+  """(steps to train, steps per epoch): `reid.num_steps`, else `epochs` × steps per epoch."""
   spe = int(cfg.steps_per_epoch or steps_per_epoch or 0)
   if cfg.num_steps:
     return int(cfg.num_steps), spe or int(cfg.num_steps)
@@ -404,162 +288,91 @@ def _steps(cfg, steps_per_epoch: int | None) -> tuple[int, int]:
   return int(math.ceil(cfg.epochs * spe)), spe
 
 
-def _restore_or_init(config, model, tx, image_shape, mesh, ckpt, train_iterator):
-  """(state, kind, path, iterator_restored) following `checkpoint.resolve_init`'s order."""
-  cfg = config.reid
-  target = abstract_state(model, tx, image_shape, mesh)
-  kind, path = checkpoint.resolve_init(ckpt.directory, config.get("resume") or None,
-                                       config.get("init") or None)
-  if kind in ("workdir", "resume"):
-    src = ckpt.directory if kind == "workdir" else _checkpoint_dir(path)
-    source = ckpt if kind == "workdir" else checkpoint.Checkpointer(src, max_to_keep=None)
-    it = (train_iterator if hasattr(train_iterator, "set_state")
-          and _has_data_item(src, source.latest_step()) else None)
-    state = source.restore(target, it)
-    if source is not ckpt:
-      source.close()
-    return state, kind, src, it is not None
-  init_rng, state_rng = jax.random.split(jax.random.PRNGKey(int(config.get("seed", 0) or 0)))
-  variables = init_variables(model, image_shape, init_rng, cfg.get("fast_compile", False))
-  if kind == "init":
-    variables = _load_init(path, cfg.model, variables)
-  return parallel.replicate(TrainState.create(variables, tx, state_rng), mesh), kind, path, False
+# --------------------------------------------------------------------------------------------
+# Training, the final weights, prediction
+# --------------------------------------------------------------------------------------------
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, train_iterator: Iterator[dict],
+def train(config: ml_collections.ConfigDict, workdir: str, train_iter: Iterator[dict],
           num_classes: int, mesh=None, *, steps_per_epoch: int | None = None,
           eval_fn: Callable[[dict, int], Mapping[str, float]] | None = None, model=None,
           writer: MetricWriter | None = None) -> TrainState:
   """Trains the re-ID model up to its step count; returns the final (replicated) state.
 
   `config`: the run config (`reid` section; top-level `seed`, `resume`, `init`, `mesh`).
-  `workdir`: the stage folder; checkpoints go to `<workdir>/checkpoints/` (state + iterator
-  position), metrics to `writer` (default `MetricWriter(workdir, "reid")`).
-  `train_iterator`: host batches with leading axes (2, P*K) (`image` uint8, `pid` int32
-  relabelled, `converted`), infinite; with grain's `get_state`/`set_state` its position is
-  checkpointed. `steps_per_epoch` (or the iterator's attribute, or `reid.steps_per_epoch`) turns
-  epochs into steps. `eval_fn(variables, step) -> {name: float}` runs every `reid.eval_every`
-  steps (logged as `eval/<name>`). Starts from the workdir's latest checkpoint (same step count,
-  same data position), else `config.resume` (a run folder, a stage folder or a checkpoints
-  folder), else `config.init` (pretrained weights, `models/pretrained.py`), else scratch.
-  Raises `NonFiniteError` (policy 'stop') naming the step and the non-finite term(s); the
-  checkpoints written before stay the latest.
+  `workdir`: the stage folder (`checkpoints/` there); metrics go to `writer` (default
+  `<workdir>/metrics.jsonl`). `train_iter`: host batches with leading axes (2, P*K) (`image`
+  uint8, `pid` int32 relabelled, `converted`), endless; with grain's `get_state`/`set_state`
+  its position is checkpointed. `steps_per_epoch` (or the iterator's attribute, or
+  `reid.steps_per_epoch`) turns epochs into steps. `eval_fn(variables, step) -> {name: float}`
+  runs every `reid.eval_every` steps and at the end (logged as `eval/<name>`). Starts as
+  `loop.restore_or_init` says (`config.init`: pretrained weights, `models/pretrained.py`).
+  Raises `loop.NonFiniteError` (policy 'stop') naming the step and the non-finite term(s).
   """
   cfg = config.reid
-  _validate(cfg)
-  if mesh is None:
-    mesh = parallel.make_mesh((config.get("mesh") or {}).get("num_devices") or None)
-  if model is None:
-    model = create_model(cfg, num_classes)
-  num_steps, spe = _steps(cfg, steps_per_epoch or getattr(train_iterator, "steps_per_epoch", None))
-  tx, _, step_jit = build_step(model, cfg, spe, mesh)
-  os.makedirs(workdir, exist_ok=True)
-
+  check_config(cfg)
+  mesh = mesh or parallel.make_mesh((config.get("mesh") or {}).get("num_devices") or None)
+  model = model or create_model(cfg, num_classes)
+  total, spe = num_steps(cfg, steps_per_epoch or getattr(train_iter, "steps_per_epoch", None))
+  tx, _, step_fn = build_step(model, cfg, spe, mesh)
   # The first batch gives the image shape; it is trained on unless a restore moves the iterator.
-  first = next(train_iterator)
+  first = next(train_iter)
   image_shape = tuple(np.shape(first["image"])[2:])
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=cfg.keep_checkpoints)
-  state, kind, path, restored_iterator = _restore_or_init(config, model, tx, image_shape, mesh, ckpt,
-                                                          train_iterator)
-  if restored_iterator:
-    first = None
-  start = int(jax.device_get(state.step))
-  logging.info("re-ID: %s, step %d of %d%s", kind, start, num_steps, f" ({path})" if path else "")
+
+  def init(path: str | None) -> TrainState:
+    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(int(config.get("seed", 0) or 0)))
+    variables = init_variables(model, image_shape, init_rng, cfg.get("fast_compile", False))
+    if path:
+      from ce2l_jax.models import pretrained
+      variables = pretrained.pretrained_loader(cfg.model)(path, variables)
+    return parallel.replicate(TrainState.create(variables, tx, state_rng), mesh)
 
   own_writer = writer is None
   writer = writer or MetricWriter(workdir, STAGE)
-  pbar = tqdm(total=num_steps, initial=start, desc="re-ID", unit="step", dynamic_ncols=True,
-              disable=not cfg.progress_bar or jax.process_index() != 0)
-  window: list[dict] = []
-  pending: tuple[int, dict] | None = None
-  skipped_total = 0
-
-  def check(entry):
-    """Host-side look at one step's finiteness flags (one step late, so dispatch runs ahead)."""
-    nonlocal skipped_total
-    step_no, m = entry
-    flags = jax.device_get({k[len("finite/"):]: v for k, v in m.items() if k.startswith("finite/")})
-    bad = [k for k, ok in flags.items() if not ok]
-    if not bad:
-      return
-    if cfg.nan_policy == "stop":
-      names = {k: {"grad": "grad_norm", "update": "update_norm"}.get(k, k) for k in bad}
-      values = jax.device_get({names[k]: m[names[k]] for k in bad})
-      last = ckpt.latest_step()
-      raise NonFiniteError(
-          f"re-ID step {step_no}: non-finite {', '.join(bad)} ("
-          + ", ".join(f"{k}={float(v)}" for k, v in values.items())
-          + "); the update was not applied and training stopped. Last good checkpoint: "
-          + (f"step {last}" if last is not None else "none") + f" in {ckpt.directory}. Lower "
-          "reid.lr or set reid.nan_policy='skip' to skip such updates.")
-    skipped_total += 1
-    logging.warning("re-ID step %d: non-finite %s, update skipped (%d so far)", step_no,
-                    ", ".join(bad), skipped_total)
-
-  def flush_window(step_no):
-    nonlocal window
-    rows = jax.device_get(window)
-    window = []
-    good = [r for r in rows if not r["skipped"]] or rows
-    out = {}
-    for k in rows[-1]:
-      if k.startswith("finite/"):
-        continue
-      if k == "lr":
-        out[k] = float(rows[-1][k])
-      elif k == "skipped":
-        if cfg.nan_policy == "skip":
-          out[k] = float(sum(r[k] for r in rows))
-      else:
-        out[k] = float(np.mean([r[k] for r in good]))
-    writer.write_scalars(step_no, out)
-    pbar.set_postfix(loss=f"{out['loss']:.4f}", acc=f"{out['accuracy']:.3f}", refresh=False)
-
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=cfg.max_to_keep)
   try:
-    for step_no in range(start + 1, num_steps + 1):
-      if first is not None:
-        batch, first = first, None
-      else:
-        try:
-          batch = next(train_iterator)
-        except StopIteration:
-          raise RuntimeError(f"the re-ID train iterator ran out at step {step_no} of {num_steps}; "
-                             "it must be endless (input.num_steps unset)") from None
-      state, metrics = step_jit(state, prepare_batch(batch, mesh))
-      if pending is not None:
-        check(pending)
-      pending = (step_no, metrics)
-      window.append(metrics)
-      last = step_no == num_steps
-      if step_no % cfg.log_every == 0 or last:
-        check(pending)
-        pending = None
-        flush_window(step_no)
-      if step_no % cfg.checkpoint_every == 0 or last:
-        if pending is not None:
-          check(pending)
-          pending = None
-        ckpt.save(step_no, state, train_iterator if hasattr(train_iterator, "get_state") else None,
-                  force=True)
-      if eval_fn is not None and cfg.eval_every and step_no % cfg.eval_every == 0 and not last:
-        scores = eval_fn(state.variables, step_no)
-        writer.write_scalars(step_no, {f"eval/{k}": v for k, v in scores.items()})
-      pbar.update(1)
-    if pending is not None:
-      check(pending)
+    start = loop.restore_or_init(ckpt, abstract_state(model, tx, image_shape, mesh), init, train_iter,
+                                 resume=config.get("resume") or None,
+                                 init_path=config.get("init") or None, resume_dir=resume_dir)
+    logging.info("re-ID: %s, step %d of %d%s", start.kind, int(start.state.step), total,
+                 f" ({start.path})" if start.path else "")
+    evaluate = None
+    if eval_fn is not None:
+      evaluate = lambda state, step: {f"eval/{k}": v for k, v in eval_fn(state.variables, step).items()}
+    out = loop.run(cfg, start.state, step_fn, train_iter, num_steps=total, ckpt=ckpt, writer=writer,
+                   name=STAGE, prepare=lambda b: prepare_batch(b, mesh),
+                   first_batch=None if start.data_restored else first, eval_fn=evaluate,
+                   show=("loss", "accuracy"))
   finally:
-    pbar.close()
     ckpt.close()
-    if own_writer:
-      writer.close()
-    else:
-      writer.flush()
-  return state
+    writer.close() if own_writer else writer.flush()
+  return out.state
 
 
-# --------------------------------------------------------------------------------------------
-# Prediction and the stage entry points
-# --------------------------------------------------------------------------------------------
+def model_info(cfg: ml_collections.ConfigDict, pipe) -> dict[str, Any]:
+  """What `restore_variables` rebuilds the model from (the stage writes it as MODEL_INFO)."""
+  return {"model": cfg.model, "num_classes": int(pipe.num_classes),
+          "image_size": [int(s) for s in pipe.image_size], "label_map": [int(x) for x in pipe.label_map]}
+
+
+def restore_variables(config: ml_collections.ConfigDict, workdir: str, mesh=None,
+                      step: int | None = None):
+  """(model, variables, step) of the re-ID checkpoint in the stage folder `workdir` (latest by
+  default)."""
+  meta_path = os.path.join(workdir, MODEL_INFO)
+  if not os.path.exists(meta_path):
+    raise FileNotFoundError(f"no re-ID stage in {workdir} ({MODEL_INFO} is missing): run the reid stage")
+  with open(meta_path) as f:
+    meta = json.load(f)
+  cfg = config.reid
+  if meta["model"] != cfg.model:
+    raise ValueError(f"{workdir} holds a {meta['model']!r} model but reid.model={cfg.model!r}")
+  mesh = mesh or parallel.make_mesh((config.get("mesh") or {}).get("num_devices") or None)
+  model = create_model(cfg, int(meta["num_classes"]))
+  tx, _ = make_optimizer(cfg, 1)  # the optimiser state's structure does not depend on the schedule
+  target = abstract_state(model, tx, (*meta["image_size"], 3), mesh)
+  state, step = loop.restore_latest(os.path.join(workdir, "checkpoints"), target, step, "re-ID")
+  return model, state.variables, step
 
 
 def make_predict_fn(model) -> Callable[[dict, jax.Array, int], jax.Array]:
@@ -573,161 +386,18 @@ def make_predict_fn(model) -> Callable[[dict, jax.Array, int], jax.Array]:
   return predict
 
 
-def stage_dir(workdir: str) -> str:
-  return os.path.join(workdir, STAGE)
-
-
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(stage_dir(workdir), "checkpoints")
-
-
-def _write_json(path: str, obj: Any) -> None:
-  if jax.process_index() != 0:
-    return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
-
-
-def build_train_pipeline(config: ml_collections.ConfigDict, workdir: str, mesh):
-  """The P×K stream of `config.data` (split `data.train_split`, default 'train') plus, when the
-  CycleGAN stage is enabled, the run's converted dataset (`<workdir>/convert/`)."""
-  from ce2l_jax import convert
+def build_train_pipeline(config: ml_collections.ConfigDict, mesh, converted_data_dir: str | None = None,
+                         converted_name: str | None = None):
+  """The P×K stream of `config.data` (split `data.train_split`, default 'train') plus, when
+  given, the converted dataset `converted_name` in `converted_data_dir` (the convert stage's)."""
   from ce2l_jax.data import pipeline
   data = config.data
   input_cfg = config.input if "input" in config else pipeline.default_input_config()
   conv = {}
-  use_converted = bool((config.get("cyclegan") or {}).get("enabled", False)) and bool(
-      (config.get("convert") or {}).get("enabled", True))
-  if use_converted:
-    if not convert.is_complete(workdir):
-      raise FileNotFoundError(
-          f"cyclegan.enabled but there is no finished conversion in {convert.stage_dir(workdir)}: run "
-          "the cyclegan and convert stages first, or set cyclegan.enabled=False")
-    conv = dict(converted_name=convert.DATASET_NAME,
-                converted_data_dir=convert.converted_data_dir(workdir), converted_modality="target")
+  if converted_data_dir:
+    conv = dict(converted_name=converted_name, converted_data_dir=converted_data_dir,
+                converted_modality="target")
   sources = pipeline.reid_sources_from_tfds(data.name, data.get("data_dir"),
                                             split=data.get("train_split", "train"), **conv)
   return pipeline.build_reid_train_pipeline(sources, input_cfg, seed=int(config.get("seed", 0) or 0),
                                             num_devices=mesh)
-
-
-def _mesh(config):
-  return parallel.make_mesh((config.get("mesh") or {}).get("num_devices") or None)
-
-
-def _final_evaluation(config, workdir, model, variables, step, mesh, writer=None) -> dict:
-  """The full protocol on the final model (+ the raw-pixel baseline); writes the results."""
-  from ce2l_jax import evaluate as ev
-  from ce2l_jax import metrics as metrics_lib
-  sdir = stage_dir(workdir)
-  test_set = ev.open_test_set(config)
-  evaluator = ev.make_evaluator(config, make_predict_fn(model), mesh, test_set)
-  results = ev.results_dict(evaluator.run(variables))
-  rows = {f"re-ID ({config.reid.model})": results}
-  if config.eval.get("baseline", False):
-    base = ev.make_evaluator(config, ev.raw_pixel_predict_fn(config.eval.baseline_size), mesh, test_set)
-    baseline = ev.results_dict(base.run({}))
-    _write_json(os.path.join(sdir, "baseline_results.json"), baseline)
-    rows["raw pixels"] = baseline
-  if writer is not None:
-    writer.write_scalars(step, {f"test/{k}": v for k, v in ev.flat_means(results).items()})
-  table = metrics_lib.format_table(rows)
-  if jax.process_index() == 0:
-    with open(os.path.join(sdir, "results.txt"), "w") as f:
-      f.write(f"{config.data.name}, step {step}\n{table}")
-    print(table)
-  _write_json(os.path.join(sdir, "results.json"), {"step": int(step), "results": results})
-  return results
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       final_eval: bool = True) -> dict | None:
-  """The re-ID stage: trains on the run's data (+ converted images), then the full protocol.
-
-  `config`: the run config (sections `data`, `input`, `reid`, `eval`, `mesh`, `cyclegan.enabled`,
-  top-level `seed`, `resume`, `init`); `workdir`: the run's folder. Writes under
-  `<workdir>/reid/`: `checkpoints/`, `model.json` (model name, num_classes, image size),
-  `results.json` (`{"step", "results": {setting: {"mean", "std", ...}}}`), `results.txt` (the
-  table), `baseline_results.json`; rows with stage 'reid' in `<workdir>/metrics.jsonl`.
-  A finished stage (results.json of the final step) returns its results without training.
-  Returns the results dict (`{setting: {"mean": {rank1, ..., mINP}, "std": {...}, ...}}`).
-  """
-  from ce2l_jax import evaluate as ev
-  sdir = stage_dir(workdir)
-  cfg = config.reid
-  mesh = _mesh(config)
-  pipe = build_train_pipeline(config, workdir, mesh)
-  num_steps, _ = _steps(cfg, pipe.steps_per_epoch)
-  done = os.path.join(sdir, "results.json")
-  if final_eval and os.path.exists(done):
-    with open(done) as f:
-      prev = json.load(f)
-    if prev.get("step") == num_steps:
-      return prev["results"]
-  _write_json(os.path.join(sdir, "model.json"), {
-      "model": cfg.model, "num_classes": int(pipe.num_classes),
-      "image_size": [int(s) for s in pipe.image_size], "label_map": [int(x) for x in pipe.label_map]})
-  _write_json(os.path.join(sdir, "config.json"), json.loads(config.to_json_best_effort()))
-  model = create_model(cfg, pipe.num_classes)
-  writer = MetricWriter(workdir, STAGE)
-  eval_fn = None
-  if cfg.eval_every:
-    evaluator = ev.make_evaluator(config, make_predict_fn(model), mesh)
-    eval_fn = lambda variables, step: evaluator.run_periodic(variables)
-  try:
-    state = train(config, sdir, pipe.iterator(), pipe.num_classes, mesh,
-                  steps_per_epoch=pipe.steps_per_epoch, eval_fn=eval_fn, model=model, writer=writer)
-    if not final_eval:
-      return None
-    return _final_evaluation(config, workdir, model, state.variables, int(state.step), mesh, writer)
-  finally:
-    writer.close()
-
-
-def restore_variables(config: ml_collections.ConfigDict, workdir: str, mesh=None,
-                      step: int | None = None):
-  """(model, variables, step) of the re-ID checkpoint of a run (the latest by default)."""
-  sdir = stage_dir(workdir)
-  meta_path = os.path.join(sdir, "model.json")
-  if not os.path.exists(meta_path):
-    raise FileNotFoundError(f"no re-ID stage in {sdir} (model.json is missing): run the reid stage")
-  with open(meta_path) as f:
-    meta = json.load(f)
-  cfg = config.reid
-  if meta["model"] != cfg.model:
-    raise ValueError(f"{sdir} holds a {meta['model']!r} model but reid.model={cfg.model!r}")
-  mesh = mesh or _mesh(config)
-  model = create_model(cfg, int(meta["num_classes"]))
-  tx, _ = make_optimizer(cfg, 1)  # the optimiser state's structure does not depend on the schedule
-  target = abstract_state(model, tx, (*meta["image_size"], 3), mesh)
-  ckpt = checkpoint.Checkpointer(checkpoint_dir(workdir), max_to_keep=None)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no re-ID checkpoint in {ckpt.directory}")
-    state = ckpt.restore(target, step=step)
-  finally:
-    ckpt.close()
-  return model, state.variables, int(step)
-
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Restores the final re-ID checkpoint of the run in `workdir` and runs the full protocol.
-
-  Writes `<workdir>/reid/results.json`, `results.txt`, `baseline_results.json` (as
-  `train_and_evaluate`) and returns `{setting: {"mean": {...}, "std": {...}, ...}}`.
-  """
-  mesh = _mesh(config)
-  model, variables, step = restore_variables(config, workdir, mesh)
-  num_steps = int(config.reid.num_steps or 0)
-  if num_steps and step != num_steps:
-    logging.warning("re-ID: evaluating step %d, but reid.num_steps is %d (unfinished run?)", step,
-                    num_steps)
-  writer = MetricWriter(workdir, STAGE)
-  try:
-    return _final_evaluation(config, workdir, model, variables, step, mesh, writer)
-  finally:
-    writer.close()
