@@ -9,12 +9,11 @@ Each stage writes under `<workdir>/<stage>/`, is skipped when finished and resum
 checkpoint when interrupted. `<workdir>/config.json` is written at start; resuming a workdir with
 a different config is refused (names the differing keys) unless `--force`. The stages are in
 `ce2l_jax/stages.py`; the results table goes to `<workdir>/results.md` and `results.json`.
+Config files are modules of the `configs` package (this file's folder is on `sys.path` when it
+runs, so `from configs import base` inside them just works).
 """
 
-import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # `configs` imports `configs.base`
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -65,11 +64,10 @@ def _config_path(argv) -> str:
 
 def _precheck(argv):
   """One-line errors for config typos/types before absl prints a traceback."""
-  from ce2l_jax.config_check import ConfigError, check_overrides
-  from ce2l_jax.stages import UserError, load_config_file
+  from ce2l_jax.config_check import UserError, check_overrides, load_config_file
   try:
     check_overrides(load_config_file(_config_path(argv)), argv)
-  except (ConfigError, UserError) as e:
+  except UserError as e:
     _fail(str(e))
 
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from typing import Any, Mapping, Sequence
@@ -21,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ce2l_jax import metrics
 from ce2l_jax import workdir as workdir_lib
 from ce2l_jax.metrics import ranking
 
@@ -74,7 +76,6 @@ def write_conversion_samples(config: ml_collections.ConfigDict, wdir: str, param
 
 def results_markdown(config: ml_collections.ConfigDict, rows: Mapping[str, Mapping[str, Any]], *,
                      step: int | None = None, trials: Sequence[int] | None = None) -> str:
-  from ce2l_jax import metrics
   first = next(iter(rows.values()))
   n = next(iter(first.values()))
   n = n.num_trials if hasattr(n, "num_trials") else n.get("num_trials", "?")
@@ -94,7 +95,6 @@ def results_markdown(config: ml_collections.ConfigDict, rows: Mapping[str, Mappi
 def format_tables(rows: Mapping[str, Mapping[str, Any]], style: str = "text") -> list[tuple[str, str]]:
   """One `metrics.format_table` per protocol setting (the seed paper's columns r=1, r=10, r=20,
   mAP, mINP; rows: this run, the raw-pixel baseline): [(setting display name, table)]."""
-  from ce2l_jax import metrics
   settings = list(dict.fromkeys(s for by in rows.values() for s in by))
   out = []
   for s in settings:
@@ -125,7 +125,7 @@ def draw_cmc(rows: Mapping[str, Mapping[str, Any]], path: str, title: str = "CMC
 def draw_ranking_examples(config, test_set, feats: np.ndarray, trials: Mapping[str, list], path: str,
                           num_queries: int = 6, top_k: int = 10) -> str | None:
   """A few infrared queries of the first trial with their top-k visible gallery images."""
-  from ce2l_jax import metrics, plots
+  from ce2l_jax import plots
   from ce2l_jax.data import augment, sources
   setting = "thermal_to_visible" if "thermal_to_visible" in trials else next(iter(trials))
   trial = trials[setting][0]
@@ -156,7 +156,6 @@ def draw_ranking_examples(config, test_set, feats: np.ndarray, trials: Mapping[s
 
 
 def _load_trial_results(path: str) -> dict[str, dict[str, Any]]:
-  from ce2l_jax import metrics
   with open(path) as f:
     raw = json.load(f)
   out = {}
@@ -170,7 +169,6 @@ def _load_trial_results(path: str) -> dict[str, dict[str, Any]]:
 def summarize(config: ml_collections.ConfigDict, workdir: str, trials: Sequence[int]) -> dict | None:
   """`<workdir>/results.{md,json}` from every trial's evaluate results (pooled over RegDB
   trials), the pictures at the top level, the table printed. None when nothing is evaluated."""
-  from ce2l_jax import metrics
   found = [(t, os.path.join(workdir_lib.trial_dir(workdir, t), "evaluate", "results.json")) for t in trials]
   found = [(t, p) for t, p in found if os.path.exists(p)]
   if not found:

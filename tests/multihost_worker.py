@@ -51,7 +51,6 @@ import numpy as np  # noqa: E402
 P, K, H, W = 4, 2, 32, 16
 NUM_IDS = 6
 PER_ID = 3
-TINY_RESNET = {"blocks": (1,), "width": 4}
 
 
 def die() -> None:
@@ -96,20 +95,10 @@ def input_config():
 
 
 def reid_config(num_steps: int, checkpoint_every: int, **reid):
-  import ml_collections
-  from ce2l_jax.trainers import reid as reid_lib
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.resume = ""
-  c.init = ""
-  c.mesh = ml_collections.ConfigDict({"num_devices": 0})
+  """tests/conftest.py's re-ID run config with the real input pipeline's section."""
+  from tests.conftest import reid_run_config
+  c = reid_run_config(num_steps=num_steps, checkpoint_every=checkpoint_every, **reid)
   c.input = input_config()
-  c.reid = reid_lib.default_config()
-  c.reid.update(dict(model="resnet_tiny", lr=0.05, lsr_on="all", num_steps=num_steps,
-                     log_every=1, checkpoint_every=checkpoint_every, progress_bar=False,
-                     fast_compile=True))
-  c.reid.model_kwargs = ml_collections.ConfigDict(TINY_RESNET)
-  c.reid.update(reid)
   return c
 
 
@@ -204,8 +193,8 @@ def tap_train_pipeline(kill_at_batch: int, local: list):
   from ce2l_jax.trainers import reid
   real_build = reid.build_train_pipeline
 
-  def build_train_pipeline(config, workdir, mesh):
-    pipe = real_build(config, workdir, mesh)
+  def build_train_pipeline(*args, **kwargs):
+    pipe = real_build(*args, **kwargs)
     local.append(pipe.local_batch)
     return dataclasses.replace(pipe, dataset=pipe.dataset.map(Tap(kill_at_batch)))
 
@@ -218,7 +207,7 @@ def save_reid_variables(config, workdir: str, out: str) -> None:
   import jax
   from ce2l_jax import stages
   from ce2l_jax.trainers import reid
-  _, variables, step = reid.restore_variables(stages.prepare_config(config), workdir)
+  _, variables, step = reid.restore_variables(stages.prepare_config(config), os.path.join(workdir, "reid"))
   flat = flat_variables(variables)
   if jax.process_index() == 0:
     np.savez(out, step=step, **flat)
@@ -321,9 +310,8 @@ def convert_inputs():
   """(run config, in-memory source of 40 records, fixed tiny generator params)."""
   import ml_collections
   from ce2l_jax import convert
-  from ce2l_jax.data import sources
   from ce2l_jax.models import cyclegan as cg
-  from ce2l_jax.trainers import cyclegan as T
+  from tests.conftest import base_config
   rng = np.random.default_rng(1)
   n = 40
   modality = np.arange(n) % 3 == 2
@@ -334,7 +322,7 @@ def convert_inputs():
       "modality": modality.astype(np.int64), "file": np.array([f"f{i:03d}.png" for i in range(n)])})
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.cyclegan = T.default_config()
+  config.cyclegan = base_config().cyclegan
   config.cyclegan.update(dict(image_size=(32, 16), ngf=4, ndf=4, n_blocks=1, n_layers_d=2))
   config.convert = convert.default_config()
   config.convert.update(dict(chunk_size=8, batch_size=8))

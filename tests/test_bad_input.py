@@ -15,7 +15,7 @@ Rows whose checks another test file already asserts delegate to it (the builders
   value of the wrong type                    ce2l_jax.config_check, ml_collections
   batch not divisible by the device count    ce2l_jax.parallel.check_divisible (pipelines, CycleGAN)
   P larger than the number of identities     ce2l_jax.data.sampler
-  workdir from another config                ce2l_jax.stages.write_or_check_config
+  workdir from another config                ce2l_jax.config_check.check_workdir_config
   checkpoint from another model              ce2l_jax.checkpoint (CheckpointMismatchError)
   pretrained weights with the wrong shapes   ce2l_jax.models.pretrained
 
@@ -150,10 +150,11 @@ def test_batch_not_divisible_by_the_device_count(tmp_path, smoke_data):
                      r"the number of devices \(8\)"):
     pipeline.build_eval_batches(mw.tiny_sources().visible, batch_size=6, num_devices=mesh)
   from ce2l_jax.trainers import cyclegan
-  from tests.test_cyclegan import fake_iterator, tiny_cfg
+  from tests.conftest import cyclegan_iterator as fake_iterator
+  from tests.conftest import tiny_cyclegan_cfg as tiny_cfg
   gan_dir = tmp_path / "gan" / "cyclegan"
   with pytest.raises(ValueError, match=r"^cyclegan.batch_size 6 is not divisible by the number of devices \(8\)"):
-    cyclegan.train(tiny_cfg(batch_size=6), str(gan_dir), fake_iterator(6), mesh=mesh, progress=False)
+    cyclegan.train(tiny_cfg(batch_size=6), str(gan_dir), fake_iterator(6), mesh=mesh)
   assert not os.path.exists(gan_dir / "checkpoints") or files(gan_dir / "checkpoints") == []
 
   wd = tmp_path / "run"
@@ -221,10 +222,10 @@ def test_checkpoint_from_another_model(tmp_path):
   config.resume = str(tmp_path / "other_run")
 
   def batches():
-    from tests.test_reid_trainer import make_batch
+    from tests.conftest import reid_batch
     i = 0
     while True:
-      b = make_batch(i)
+      b = reid_batch(i)
       b["image"] = np.zeros((2, 8, 67, 67, 3), np.uint8)
       i += 1
       yield b
@@ -240,7 +241,7 @@ def test_checkpoint_from_another_model(tmp_path):
     reid.train(config, str(other), batches(), 6, mesh)
   assert sorted(os.listdir(other / "checkpoints")) == ["1"]
   with pytest.raises(ValueError, match=r"holds a 'resnet_tiny' model but reid.model='alexnet_tiny'"):
-    reid.restore_variables(config, str(tmp_path / "other_run"), mesh)
+    reid.restore_variables(config, str(other), mesh)
 
 
 def test_pretrained_weights_with_the_wrong_shapes(tmp_path):

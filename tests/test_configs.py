@@ -1,6 +1,7 @@
 """Every config file loads, derives from its base only where intended, and rejects typos.
 
-Config files are loaded as run.py does (`ce2l_jax.stages.load_config_file`); the typo check
+Config files are loaded as run.py does (`ce2l_jax.config_check.load_config_file`: the `configs`
+package, imported by name); the typo check
 runs run.py itself (its pre-check fails before any flag parsing or JAX work).
 """
 
@@ -12,7 +13,7 @@ import sys
 
 import pytest
 
-from ce2l_jax import stages
+from ce2l_jax import config_check, stages
 from ce2l_jax.config_check import diff_configs, flatten
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,7 +23,7 @@ RUNNABLE = CONFIGS[1:]
 
 def load(name, arg=None):
   path = os.path.join(ROOT, "configs", f"{name}.py")
-  return stages.load_config_file(path + (f":{arg}" if arg else ""))
+  return config_check.load_config_file(path + (f":{arg}" if arg else ""))
 
 
 def as_json(config):
@@ -70,8 +71,8 @@ def test_docstring_gives_command_time_and_target(name):
 def test_base_has_no_dataset_and_the_paper_method():
   c = load("base")
   assert c.data.name == ""
-  with pytest.raises(stages.UserError, match="data.name is empty"):
-    stages.check_config(c)
+  with pytest.raises(config_check.UserError, match="data.name is empty"):
+    config_check.check_config(c)
   assert c.reid.model == "bdtr_alexnet" and c.reid.optimizer == "sgd" and c.reid.lr == 1e-3
   assert (c.input.p, c.input.k) == (64, 1)
   assert tuple(c.input.resize) == (256, 256) and tuple(c.input.crop) == (227, 227)
@@ -102,10 +103,10 @@ def test_regdb_changes_dataset_protocol_and_cyclegan_size():
   diff = changed(load("base"), load("regdb"))
   assert under(diff, "cyclegan.") == {"data.name", "data.protocol", "eval.protocol"}
   c = load("regdb")
-  assert stages.trials_of(c) == list(range(1, 11))
-  assert stages.trials_of(load("regdb", "trial=3")) == [3]
+  assert config_check.trials_of(c) == list(range(1, 11))
+  assert config_check.trials_of(load("regdb", "trial=3")) == [3]
   c.data.trial = 7
-  assert stages.trials_of(c) == [7]
+  assert config_check.trials_of(c) == [7]
   assert stages.trial_config(c, 7).data.name == "regdb/trial7"
 
 
@@ -143,8 +144,21 @@ def test_noconv_is_the_no_conversion_baseline(name):
 
 
 def test_unknown_get_config_argument_is_a_user_error():
-  with pytest.raises(stages.UserError, match="unknown config argument 'runlcal'"):
+  with pytest.raises(config_check.UserError, match="unknown config argument 'runlcal'"):
     load("sysu", "runlcal")
+
+
+def test_configs_are_a_package_without_path_edits():
+  """`configs.<name>` imports by name (what load_config_file does for the files of configs/), and
+  no config file edits `sys.path`; library code holds no preset (the numbers are in configs/)."""
+  import importlib
+  for name in CONFIGS:
+    source = open(os.path.join(ROOT, "configs", f"{name}.py")).read()
+    assert "sys.path" not in source, name
+    assert importlib.import_module(f"configs.{name}").get_config is not None
+  from ce2l_jax.trainers import cyclegan, reid
+  assert not hasattr(reid, "default_config") and not hasattr(cyclegan, "default_config")
+  assert load("sysu").reid.lr == 1e-3 and load("sysu_resnet").reid.lr == 0.1
 
 
 def test_references_follow_overrides():
@@ -156,15 +170,15 @@ def test_references_follow_overrides():
 
 def test_ignored_keys_exist():
   flat = flatten(load("synthetic"))
-  for key in stages.IGNORED_KEYS:
+  for key in config_check.IGNORED_KEYS:
     assert any(k == key or k.startswith(key + ".") for k in flat), key
 
 
 def test_choices_are_checked():
   c = load("synthetic")
   c.reid.lsr_on = "nonee"
-  with pytest.raises(stages.UserError, match=r"reid.lsr_on.*did you mean 'none'"):
-    stages.check_config(c)
+  with pytest.raises(config_check.UserError, match=r"reid.lsr_on.*did you mean 'none'"):
+    config_check.check_config(c)
 
 
 def _run_py(*args):
@@ -186,8 +200,8 @@ def test_a_typo_inside_a_config_file_is_one_line(tmp_path):
   bad = tmp_path / "bad.py"
   bad.write_text("from configs import synthetic\n\n\ndef get_config(arg=None):\n"
                  "  c = synthetic.get_config()\n  c.reid.lrr = 0.1\n  return c\n")
-  with pytest.raises(stages.UserError, match=r"unknown config key 'reid.lrr' \(did you mean 'reid.lr'\?\)"):
-    stages.load_config_file(str(bad))
+  with pytest.raises(config_check.UserError, match=r"unknown config key 'reid.lrr' \(did you mean 'reid.lr'\?\)"):
+    config_check.load_config_file(str(bad))
   p = _run_py(f"--config={bad}", f"--workdir={tmp_path / 'w'}")
   assert p.returncode == 2
   assert [s for s in p.stderr.splitlines() if s.strip()] == [

@@ -2,7 +2,6 @@
 size), resumable and atomic; conversion-quality numbers; the whole CycleGAN → convert path on the
 synthetic TFDS dataset, read back through the input pipeline."""
 
-import json
 import os
 
 import jax
@@ -11,21 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ce2l_jax import conversion_quality, convert, parallel
+from ce2l_jax import conversion_quality, convert, parallel, stages
+from ce2l_jax import workdir as wd
 from ce2l_jax.data import pipeline, sources, synthetic
+from ce2l_jax.data.augment import to_unit_range
 from ce2l_jax.models import cyclegan as cg
-from ce2l_jax.trainers import cyclegan as T
+from tests.conftest import tiny_cyclegan_cfg
 
 
 def tiny_cfg(**kw):
-  """tests/test_cyclegan.py's tiny model with the same step fields (the compiled step is shared)."""
-  cfg = T.default_config()
-  cfg.update(dict(image_size=(32, 16), ngf=4, ndf=4, n_blocks=1, n_layers_d=2, batch_size=8,
-                  num_steps=4, decay_start=2, pool_size=4, log_every=1, eval_every=4,
-                  checkpoint_every=2, num_samples=8, num_heldout=8, classifier_images=16,
-                  classifier_steps=50))
-  cfg.update(kw)
-  return cfg
+  """tests/conftest.py's tiny CycleGAN (the compiled step is shared with tests/test_cyclegan.py)."""
+  return tiny_cyclegan_cfg(eval_every=4, num_heldout=8, classifier_images=16, classifier_steps=50, **kw)
 
 
 def run_config(data_dir=None, **convert_kw):
@@ -76,9 +71,9 @@ def test_one_converted_record_per_input(tmp_path, tiny_train):
   # The pipeline's reader takes it as a converted source, modality = target.
   labels = sources.TfdsSource(convert.DATASET_NAME, "train", convert.converted_data_dir(str(tmp_path))).labels()
   np.testing.assert_array_equal(labels.modality, 1 - source.labels().modality)
-  # Finished: a rerun returns the summary without work.
-  assert convert.convert_dataset(config, str(tmp_path), gen_params=gens, source=source) == json.load(
-      open(os.path.join(convert.stage_dir(str(tmp_path)), "DONE")))
+  # Finished: a rerun converts nothing.
+  assert convert.convert_dataset(config, str(tmp_path), gen_params=gens, source=source)["converted_now"] == 0
+  assert not wd.is_done(str(tmp_path), "convert")  # the stage's DONE is stages.py's to write
 
 
 def test_interrupted_conversion_resumes(tmp_path, tiny_train, monkeypatch):
@@ -98,7 +93,7 @@ def test_interrupted_conversion_resumes(tmp_path, tiny_train, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     convert.convert_dataset(config, workdir, gen_params=gens, source=source, progress=False)
   assert not convert.is_complete(workdir)
-  with pytest.raises(FileNotFoundError, match="DONE is missing"):
+  with pytest.raises(FileNotFoundError, match="tfds/ is missing"):
     convert.open_converted(workdir)
   # Leftovers of a kill: a half-written chunk and a half-built dataset; neither is read.
   open(os.path.join(convert.chunks_dir(workdir), "chunk_000001.npz.tmp123"), "wb").write(b"partial")
@@ -130,29 +125,32 @@ def test_modality_classifier_and_quality_numbers(tiny_train):
   clf = conversion_quality.train_modality_classifier(real["rgb"], real["ir"], steps=50)
   assert np.mean(clf.predict(real["rgb"]) == 0) == 1.0 and np.mean(clf.predict(real["ir"]) == 1) == 1.0
   # An "identity generator" leaves the images in their own modality: target share 0.
-  identity = lambda params, rgb, ir: {"fake_ir": T.to_unit_range(rgb), "fake_rgb": T.to_unit_range(ir),
+  identity = lambda params, rgb, ir: {"fake_ir": to_unit_range(rgb), "fake_rgb": to_unit_range(ir),
                                       "cycle_l1_rgb": np.zeros(len(rgb)), "cycle_l1_ir": np.zeros(len(ir))}
   q = conversion_quality.evaluate(identity, None, real, real, steps=50, batch_size=8)
   assert q["rgb2ir_target_share"] == 0.0 and q["ir2rgb_target_share"] == 0.0 and q["modality_clf_acc"] == 1.0
 
 
 def test_cyclegan_then_convert_on_synthetic_tfds(tmp_path):
-  """run.py's path: train_and_evaluate (opens the TFDS split itself), then convert_dataset from
-  the stage's checkpoint; the converted dataset is read back by the re-ID pipeline's reader."""
+  """run.py's path: the cyclegan stage (opens the TFDS split itself), then the convert stage from
+  its checkpoint; the converted dataset is read back by the re-ID pipeline's reader."""
   from tfds_builders.synthetic_vireid.synthetic_vireid_dataset_builder import SyntheticVireid
   data_dir = tmp_path / "tfds"
   SyntheticVireid(config="tiny", data_dir=str(data_dir), file_format="array_record").download_and_prepare()
   config = run_config(data_dir)
   workdir = str(tmp_path / "run")
-  result = T.train_and_evaluate(config, workdir)
-  assert result["step"] == 4 and T.is_done(workdir)
+  stages.stage_cyclegan(config, workdir)
+  result = wd.read_done(workdir, "cyclegan")
+  assert result["step"] == 4
   for k in ("heldout_cycle_l1_rgb", "heldout_cycle_l1_ir", "rgb2ir_target_share", "ir2rgb_target_share",
             "modality_clf_acc"):
     assert np.isfinite(result[k])
   assert os.path.exists(os.path.join(workdir, "cyclegan", "samples", "step_0000004.png"))
-  assert T.train_and_evaluate(config, workdir) == result  # finished: not trained again
+  assert stages.stage_cyclegan(config, workdir).startswith("finished earlier")
+  assert os.path.exists(os.path.join(workdir, "conversion_samples.png"))
 
-  summary = convert.convert_dataset(config, workdir, progress=False)
+  assert stages.stage_convert(config, workdir) == "done: 40 images converted"
+  summary = wd.read_done(workdir, "convert")
   assert summary["cyclegan_checkpoint_step"] == 4 and summary["num_records"] == 40
   srcs = pipeline.reid_sources_from_tfds(
       "synthetic_vireid/tiny", str(data_dir), converted_name=convert.DATASET_NAME,

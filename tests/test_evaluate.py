@@ -1,14 +1,10 @@
 """The evaluator: an oracle embedding scores rank1 = mAP = 1 through the whole path (eval stream,
 padding, per-modality streams, flip, SYSU and RegDB protocols); official galleries; NaN
-features refused; the raw-pixel baseline equals its numpy twin; and the stage end to end on the
-synthetic TFDS set (train_and_evaluate → evaluate)."""
-
-import json
-import os
+features refused; the raw-pixel baseline equals its numpy twin. (The evaluate stage end to end
+is in tests/test_run.py.)"""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -149,54 +145,3 @@ def test_raw_pixel_baseline_matches_numpy_twin():
   odd = np.asarray(ev.raw_pixel_predict_fn((7, 5))({}, jnp.asarray(images), 1))
   assert odd.shape == (5, 35)
   np.testing.assert_allclose(np.linalg.norm(odd, axis=1), 1.0, atol=1e-4)
-
-
-def test_stage_on_synthetic_tfds(tmp_path):
-  """run.py's path: train_and_evaluate opens the TFDS splits itself, trains, runs the protocol;
-  evaluate restores the final checkpoint and gives the same numbers."""
-  from tfds_builders.synthetic_vireid.synthetic_vireid_dataset_builder import SyntheticVireid
-  from ce2l_jax.data import pipeline
-  from ce2l_jax.trainers import reid
-  data_dir = tmp_path / "tfds"
-  SyntheticVireid(config="tiny", data_dir=str(data_dir), file_format="array_record").download_and_prepare()
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.resume = ""
-  config.init = ""
-  config.data = ml_collections.ConfigDict({"name": "synthetic_vireid/tiny", "data_dir": str(data_dir)})
-  config.mesh = ml_collections.ConfigDict({"num_devices": 0})
-  config.cyclegan = ml_collections.ConfigDict({"enabled": False})
-  config.input = pipeline.default_input_config("modern")
-  config.input.update(dict(p=4, k=2, resize=(32, 16), crop=(32, 16), pad=0, image_size=(32, 16),
-                           eval_batch_size=8, threads=1, prefetch=1))
-  config.reid = reid.default_config()
-  config.reid.update(dict(model="resnet_tiny", num_steps=2, log_every=1, checkpoint_every=2,
-                          eval_every=1, progress_bar=False, fast_compile=True, lsr_on="all", lr=0.05))
-  config.reid.model_kwargs = ml_collections.ConfigDict({"blocks": (1,), "width": 4})
-  config.eval = ev.default_config()
-  config.eval.num_trials = 2
-  workdir = str(tmp_path / "run")
-
-  results = reid.train_and_evaluate(config, workdir)
-  assert sorted(results) == sorted(ev.SYSU_SETTINGS)
-  for r in results.values():
-    assert r["num_trials"] == 2 and set(r["mean"]) == set(metrics.RESULT_KEYS)
-    assert all(0.0 <= v <= 1.0 for v in r["mean"].values())
-  sdir = os.path.join(workdir, "reid")
-  with open(os.path.join(sdir, "model.json")) as f:
-    assert json.load(f)["num_classes"] == 6
-  with open(os.path.join(sdir, "baseline_results.json")) as f:
-    assert sorted(json.load(f)) == sorted(ev.SYSU_SETTINGS)
-  assert "raw pixels" in open(os.path.join(sdir, "results.txt")).read()
-  rows = [r for r in _read_jsonl(os.path.join(workdir, "metrics.jsonl")) if r["stage"] == "reid"]
-  assert any("eval/all_single/rank1" in r for r in rows) and any("test/all_single/mAP" in r for r in rows)
-
-  assert reid.train_and_evaluate(config, workdir) == results  # finished: returns the results
-  again = reid.evaluate(config, workdir)
-  for name in results:
-    assert again[name]["mean"] == pytest.approx(results[name]["mean"])
-
-
-def _read_jsonl(path):
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]

@@ -15,7 +15,6 @@ the signal (no `finally`, no flush). Covered elsewhere and not repeated (docs/no
 """
 
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -28,6 +27,7 @@ import numpy as np
 import pytest
 
 from ce2l_jax import checkpoint, parallel
+from ce2l_jax.trainers.loop import NonFiniteError
 from ce2l_jax.metric_writer import read_metrics
 from tests import multihost_worker as mw
 from tests.test_scale import ROOT, WORKER, load, worker_env
@@ -114,7 +114,9 @@ def test_reid_kill9_while_training_and_inside_a_save_resumes_bit_identical(tmp_p
   assert sorted(got) == sorted(ref)
   for k in ref:
     np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
-  # Every step's metrics (the last row logged for it: a killed run's rows are redone) are equal.
+  # metrics.jsonl holds every step once after two killed runs (their rows after the checkpoint
+  # they resumed from were dropped and redone), with the uninterrupted run's numbers.
+  assert [r["step"] for r in read_metrics(wd, "reid")] == list(range(1, NUM_STEPS + 1))
   rows = {r["step"]: r for r in read_metrics(wd, "reid")}
   ref_rows = {r["step"]: r for r in read_metrics(ref_dir, "reid")}
   assert sorted(rows) == sorted(ref_rows) == list(range(1, NUM_STEPS + 1))
@@ -169,13 +171,12 @@ def test_reid_nan_stop_names_step_and_terms_keeps_last_good_checkpoint(tmp_path)
   stops naming step 2 and every non-finite term; checkpoint 1 is the latest, restorable and
   finite; nothing was saved for step 2. `nan_policy='skip'` goes on: every later update is
   dropped, so the final state is checkpoint 1's (the step counter excepted)."""
-  from ce2l_jax.trainers import reid
   mesh = parallel.make_mesh(1)
   cfg = mw.reid_config(4, 1, lr=1e30)
-  with pytest.raises(reid.NonFiniteError) as e:
+  with pytest.raises(NonFiniteError) as e:
     mw.train_tiny_reid(str(tmp_path / "stop"), cfg, mesh)
   msg = str(e.value)
-  assert msg.startswith("re-ID step 2: non-finite ce, cross, grad, intra, loss, update (ce=nan"), msg
+  assert msg.startswith("reid step 2: non-finite ce, cross, grad_norm, intra, loss, update (ce=nan"), msg
   assert "Last good checkpoint: step 1 in" in msg and "reid.nan_policy='skip'" in msg
   ref = mw.train_tiny_reid(str(tmp_path / "ref"), mw.reid_config(1, 1, lr=1e30), mesh)
   s1 = _restorable(str(tmp_path / "stop"), 1, ref)
@@ -192,8 +193,7 @@ def test_reid_nan_stop_names_step_and_terms_keeps_last_good_checkpoint(tmp_path)
 def test_reid_overflowing_update_is_not_checkpointed(tmp_path):
   """Loss and gradient finite, parameters overflowing (lr = inf): the update is refused at
   step 1, named, and no checkpoint holding Inf/NaN parameters is ever written."""
-  from ce2l_jax.trainers import reid
-  with pytest.raises(reid.NonFiniteError, match=r"re-ID step 1: non-finite update \(update_norm=(inf|nan)\).*"
+  with pytest.raises(NonFiniteError, match=r"reid step 1: non-finite update \(update_norm=(inf|nan)\).*"
                      r"Last good checkpoint: none"):
     mw.train_tiny_reid(str(tmp_path), mw.reid_config(4, 1, lr=float("inf")), parallel.make_mesh(1))
   assert steps_in(tmp_path / "checkpoints") == []
@@ -239,14 +239,14 @@ def test_convert_kill9_in_a_chunk_and_in_the_build_then_rerun_equals_uninterrupt
   assert chunks[:2] == ["chunk_000000.npz", "chunk_000001.npz"]
   assert len(chunks) == 4 and chunks[2].startswith("chunk_000002.npz.tmp"), chunks  # + manifest
   assert not convert.is_complete(wd)
-  with pytest.raises(FileNotFoundError, match="DONE is missing"):
+  with pytest.raises(FileNotFoundError, match="tfds/ is missing"):
     convert.open_converted(wd)
 
   rc, out = run_worker(["convert", f"--workdir={wd}", "--kill_in_build"])
   assert rc == -signal.SIGKILL, out[-3000:]
   assert not convert.is_complete(wd) and not os.path.exists(convert.converted_data_dir(wd))
   assert len(glob.glob(os.path.join(convert.chunks_dir(wd), "chunk_*.npz"))) == 5
-  with pytest.raises(FileNotFoundError, match="DONE is missing"):
+  with pytest.raises(FileNotFoundError, match="tfds/ is missing"):
     convert.open_converted(wd)
 
   config, source, gens = mw.convert_inputs()
@@ -260,7 +260,7 @@ def test_convert_kill9_in_a_chunk_and_in_the_build_then_rerun_equals_uninterrupt
     a, b = got[i], want[i]
     assert bytes(a["image"]) == bytes(b["image"]), i
     assert (a["pid"], a["camid"], a["modality"], a["file"]) == (b["pid"], b["camid"], b["modality"], b["file"])
-  assert json.load(open(os.path.join(convert.stage_dir(wd), "DONE")))["num_records"] == 40
+  assert summary["num_records"] == 40
 
 
 def test_cyclegan_nan_stop_names_step_and_term_keeps_last_good_checkpoint(tmp_path):
@@ -269,12 +269,13 @@ def test_cyclegan_nan_stop_names_step_and_term_keeps_last_good_checkpoint(tmp_pa
   the same compiled step); nothing saved for step 2. `nan_policy='skip'`: every later update is
   dropped and counted, the final parameters are step 1's."""
   from ce2l_jax.trainers import cyclegan as T
-  from tests.test_cyclegan import fake_iterator, tiny_cfg
+  from tests.conftest import cyclegan_iterator as fake_iterator
+  from tests.conftest import tiny_cyclegan_cfg as tiny_cfg
   cfg = tiny_cfg(lr=1e30, num_steps=4, checkpoint_every=1, log_every=1, eval_every=100)
   stage = tmp_path / "stop" / "cyclegan"
-  with pytest.raises(T.NonFiniteLossError, match=r"^cyclegan: non-finite loss at step 2: \w+=(nan|inf|-inf).*"
-                     r"The update was not applied.*last good checkpoint is step 1 in .*nan_policy='skip'"):
-    T.train(cfg, str(stage), fake_iterator(), progress=False)
+  with pytest.raises(NonFiniteError, match=r"^cyclegan step 2: non-finite [\w, ]+ \(\w+=(nan|inf|-inf).*"
+                     r"the update was not applied.*Last good checkpoint: step 1 in .*nan_policy='skip'"):
+    T.train(cfg, str(stage), fake_iterator())
   mesh = parallel.make_mesh()
   models, tx_g, tx_d, train_step, _ = T.step_functions(cfg, mesh)  # the run's compiled step
   ref, _ = train_step(T.init_train_state(cfg, models, tx_g, tx_d, mesh),
@@ -287,11 +288,11 @@ def test_cyclegan_nan_stop_names_step_and_term_keeps_last_good_checkpoint(tmp_pa
   cfg.nan_policy = "skip"
   no_samples = lambda *a, **k: {}  # the end-of-run sample grid would compile `translate`
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(T, "_save_samples", no_samples)
-    final, _ = T.train(cfg, str(tmp_path / "skip" / "cyclegan"), fake_iterator(), progress=False)
+    mp.setattr(T, "save_samples", no_samples)
+    final, _ = T.train(cfg, str(tmp_path / "skip" / "cyclegan"), fake_iterator())
   assert int(final.step) == 4
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(final.params), jax.device_get(ref.params))
-  rows = [r for r in read_metrics(str(tmp_path / "skip"), T.STAGE) if "skipped" in r]
+  rows = [r for r in read_metrics(str(tmp_path / "skip" / "cyclegan"), T.STAGE) if "skipped" in r]
   assert [(r["step"], r["skipped"]) for r in rows] == [(1, 0), (2, 1), (3, 1), (4, 1)]
 
 
@@ -301,7 +302,8 @@ def test_cyclegan_overflowing_update_is_not_checkpointed(tmp_path, monkeypatch):
   stops at step 1 naming it, and no checkpoint is written. (Same compiled step as the test
   above: only the state differs.)"""
   from ce2l_jax.trainers import cyclegan as T
-  from tests.test_cyclegan import fake_iterator, tiny_cfg
+  from tests.conftest import cyclegan_iterator as fake_iterator
+  from tests.conftest import tiny_cyclegan_cfg as tiny_cfg
   cfg = tiny_cfg(lr=1e30, num_steps=4, checkpoint_every=1, log_every=1, eval_every=100)
   real = T.step_functions
 
@@ -316,11 +318,11 @@ def test_cyclegan_overflowing_update_is_not_checkpointed(tmp_path, monkeypatch):
       new, metrics = step(state, batch)  # (donates `state`)
       assert not first or all(np.isfinite(float(metrics[k])) for k in T.LOSS_NAMES)
       return new, metrics
-    return models, tx_g, tx_d, first_step_overflows, translate
+    return T.StepFunctions(models, tx_g, tx_d, first_step_overflows, translate)
 
   monkeypatch.setattr(T, "step_functions", diverging)
   stage = tmp_path / "cyclegan"
-  with pytest.raises(T.NonFiniteLossError, match=r"^cyclegan: non-finite update at step 1: updated "
-                     r"parameters=non-finite\. The update was not applied.*last good checkpoint is step None"):
-    T.train(cfg, str(stage), fake_iterator(), progress=False)
+  with pytest.raises(NonFiniteError, match=r"^cyclegan step 1: non-finite update; the update was not "
+                     r"applied.*Last good checkpoint: none"):
+    T.train(cfg, str(stage), fake_iterator())
   assert steps_in(stage / "checkpoints") == []

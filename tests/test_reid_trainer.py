@@ -1,71 +1,30 @@
-"""The re-ID trainer on injected fake batches with the real (tiny) model and losses.
+"""The re-ID trainer's own maths on injected fake batches with the real (tiny) model and losses.
 
 One step changes the parameters with finite, named loss terms; the step on 8 fake devices equals
-the one on a single device; no recompilation; train 2 → resume → 4 equals an uninterrupted run;
-the NaN policies. Compiles are shared through `reid.build_step`'s cache (same model, config and
-mesh → the same jitted step), and `reid.fast_compile` keeps each one short.
+the one on a single device; no recompilation; the state is whole in a checkpoint (train 2 →
+resume → 4 equals an uninterrupted run; `config.resume` starts from another run's checkpoint);
+schedules, the backbone multiplier, LSR. The loop (NaN policies, metrics once per step, other
+device counts) is tested once in tests/test_loop.py. Compiles are shared through `loop.cached`
+(same model, config and mesh → the same jitted step), and `reid.fast_compile` keeps each short.
 """
 
 import os
 
-import grain
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from ce2l_jax import checkpoint, parallel
+from ce2l_jax import parallel
 from ce2l_jax.metric_writer import read_metrics
 from ce2l_jax.train_state import TrainState
 from ce2l_jax.trainers import reid
-
-P, K, H, W = 4, 2, 32, 16
-NUM_CLASSES = 6
-# A one-stage ResNet-AGW (stems, one bottleneck, GeM, BN-neck): the real module, tiny compile.
-TINY_RESNET = {"blocks": (1,), "width": 4}
-
-
-def make_config(**reid_overrides):
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.resume = ""
-  c.init = ""
-  c.mesh = ml_collections.ConfigDict({"num_devices": 0})
-  c.reid = reid.default_config()
-  c.reid.model = "resnet_tiny"
-  c.reid.model_kwargs = ml_collections.ConfigDict(TINY_RESNET)
-  c.reid.lr = 0.05
-  c.reid.lsr_on = "all"
-  c.reid.num_steps = 2
-  c.reid.log_every = 1
-  c.reid.checkpoint_every = 2
-  c.reid.progress_bar = False
-  c.reid.fast_compile = True
-  c.reid.update(reid_overrides)
-  return c
-
-
-def make_batch(i: int) -> dict:
-  rng = np.random.default_rng(1000 + int(i))
-  ids = rng.choice(NUM_CLASSES, P, replace=False)
-  pid = np.repeat(ids, K).astype(np.int32)
-  image = rng.integers(0, 256, (2, P * K, H, W, 3), dtype=np.uint8)
-  converted = np.zeros((2, P * K), bool)
-  converted[1, ::2] = True
-  return {"image": image, "pid": np.stack([pid, pid]), "camid": np.ones((2, P * K), np.int32),
-          "modality": np.stack([np.zeros(P * K, np.int32), np.ones(P * K, np.int32)]),
-          "converted": converted}
-
-
-def make_iterator():
-  """An endless, checkpointable (grain) iterator of fake P×K cross-modality batches."""
-  return iter(grain.MapDataset.range(10**6).map(make_batch).to_iter_dataset())
+from tests.conftest import H, NUM_CLASSES, W, base_config, reid_batch, reid_iterator, reid_run_config
 
 
 @pytest.fixture(scope="module")
 def model():
-  return reid.create_model(make_config().reid, NUM_CLASSES)
+  return reid.create_model(reid_run_config().reid, NUM_CLASSES)
 
 
 def init_state(model, cfg, mesh, tx):
@@ -78,7 +37,7 @@ def host(tree):
 
 
 def test_step_changes_params_no_recompile_and_sharded_equals_unsharded(model):
-  cfg = make_config()
+  cfg = reid_run_config()
   runs = {}
   for n in (8, 1):
     mesh = parallel.make_mesh(n)
@@ -87,7 +46,7 @@ def test_step_changes_params_no_recompile_and_sharded_equals_unsharded(model):
     before = host(state.params)
     history = []
     for i in range(3):
-      state, metrics = step(state, reid.prepare_batch(make_batch(i), mesh))
+      state, metrics = step(state, reid.prepare_batch(reid_batch(i), mesh))
       history.append(host(metrics))
     assert step._cache_size() == 1, "the step recompiled"
     assert int(state.step) == 3
@@ -113,18 +72,18 @@ def test_step_changes_params_no_recompile_and_sharded_equals_unsharded(model):
 
 def test_resume_continues_step_count_identically(tmp_path, model):
   full_dir, part_dir = str(tmp_path / "full"), str(tmp_path / "part")
-  cfg4 = make_config(num_steps=4, checkpoint_every=2)
-  full = reid.train(cfg4, full_dir, make_iterator(), NUM_CLASSES, model=model)
+  cfg4 = reid_run_config(num_steps=4, checkpoint_every=2)
+  full = reid.train(cfg4, full_dir, reid_iterator(), NUM_CLASSES, model=model)
 
-  reid.train(make_config(num_steps=2, checkpoint_every=2), part_dir, make_iterator(), NUM_CLASSES,
+  reid.train(reid_run_config(num_steps=2, checkpoint_every=2), part_dir, reid_iterator(), NUM_CLASSES,
              model=model)
   assert sorted(os.listdir(os.path.join(part_dir, "checkpoints"))) == ["2"]
   # config.resume: another folder's checkpoint (state, step and data position) starts a new run.
-  cfg_other = make_config(num_steps=4, checkpoint_every=4)
+  cfg_other = reid_run_config(num_steps=4, checkpoint_every=4)
   cfg_other.resume = part_dir
-  other = reid.train(cfg_other, str(tmp_path / "other"), make_iterator(), NUM_CLASSES, model=model)
+  other = reid.train(cfg_other, str(tmp_path / "other"), reid_iterator(), NUM_CLASSES, model=model)
   # The workdir's own checkpoint: continues at step 3.
-  resumed = reid.train(cfg4, part_dir, make_iterator(), NUM_CLASSES, model=model)
+  resumed = reid.train(cfg4, part_dir, reid_iterator(), NUM_CLASSES, model=model)
   jax.tree.map(np.testing.assert_array_equal, host(full.params), host(other.params))
   assert [r["step"] for r in read_metrics(str(tmp_path / "other"), "reid")] == [3, 4]
 
@@ -141,58 +100,20 @@ def test_resume_continues_step_count_identically(tmp_path, model):
   assert reid.build_step(model, cfg4.reid, 4, parallel.make_mesh())[2]._cache_size() == 1
 
 
-POISON_PID = 5
-
-
-def poisoned_loss(out, batch, cfg, _orig=reid.reid_loss):
-  """The real loss, plus NaN on `ce` when the batch's first pid is POISON_PID (else + 0)."""
-  total, terms, diag = _orig(out, batch, cfg)
-  nan = jnp.where(batch["pid"][0, 0] == POISON_PID, jnp.nan, 0.0)
-  terms = dict(terms, ce=terms["ce"] + nan, loss=total + nan)
-  return total + nan, terms, diag
-
-
-def poisoned_iterator(bad_steps):
-  for step, b in enumerate(make_iterator(), start=1):
-    b["pid"][:, 0] = POISON_PID if step in bad_steps else (POISON_PID + 1) % NUM_CLASSES
-    yield b
-
-
-def test_nan_stop_names_step_and_term_and_keeps_last_good_checkpoint(tmp_path, model, monkeypatch):
-  monkeypatch.setattr(reid, "reid_loss", poisoned_loss)
-  cfg = make_config(num_steps=4, checkpoint_every=1, nan_policy="stop")
-  with pytest.raises(reid.NonFiniteError, match=r"step 3: non-finite ce, loss \(ce=nan, loss=nan\)") as e:
-    reid.train(cfg, str(tmp_path), poisoned_iterator({3}), NUM_CLASSES, model=model)
-  assert "Last good checkpoint: step 2" in str(e.value)
-  assert checkpoint.Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [1, 2]
-
-
-def test_nan_skip_leaves_state_unchanged_and_continues(tmp_path, model, monkeypatch):
-  monkeypatch.setattr(reid, "reid_loss", poisoned_loss)
-  cfg = make_config(num_steps=3, checkpoint_every=1, nan_policy="skip")
-  final = reid.train(cfg, str(tmp_path), poisoned_iterator({2}), NUM_CLASSES, model=model)
-  assert int(final.step) == 3
-  ck = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
-  s1, s2 = (host(ck.restore(jax.eval_shape(lambda: final), step=s)) for s in (1, 2))
-  ck.close()
-  for a, b in ((s1.params, s2.params), (s1.batch_stats, s2.batch_stats), (s1.opt_state, s2.opt_state)):
-    jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert int(s2.step) == 2
-  rows = read_metrics(str(tmp_path), "reid")
-  assert [r["skipped"] for r in rows] == [0, 1, 0]
-  assert np.isfinite(rows[2]["loss"]) and not np.allclose(host(final.params)["classifier"]["kernel"],
-                                                          s2.params["classifier"]["kernel"])
+def agw_section():
+  from configs import sysu_resnet
+  return sysu_resnet.get_config().reid
 
 
 def test_schedules_and_backbone_multiplier():
-  cfg = reid.default_config("agw")
+  cfg = agw_section()
   sched = reid.make_schedule(cfg, steps_per_epoch=10)
   for step, lr in ((0, 0.001), (50, 0.1 * (0.01 + 0.99 * 0.5)), (100, 0.1), (399, 0.1), (400, 0.01),
                    (699, 0.01), (700, 0.001)):
     np.testing.assert_allclose(sched(step), lr, rtol=1e-5, err_msg=str(step))
-  np.testing.assert_allclose(reid.make_schedule(reid.default_config(), 10)(123), 1e-3)
+  np.testing.assert_allclose(reid.make_schedule(base_config().reid, 10)(123), 1e-3)
 
-  cfg = reid.default_config()
+  cfg = base_config().reid
   cfg.weight_decay, cfg.momentum, cfg.backbone_lr_mult = 0.0, 0.0, 0.1
   tx, _ = reid.make_optimizer(cfg, 10)
   params = {"stream_v": {"w": jnp.ones(2)}, "layer1_0": {"w": jnp.ones(2)}, "fc8": {"w": jnp.ones(2)}}
@@ -207,7 +128,7 @@ def test_lsr_on_converted_and_disabled_terms():
   logits = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 5))
   out = {"logits": logits, "feat": jax.random.normal(jax.random.PRNGKey(1), (2, 4, 3))}
   batch = {"pid": jnp.array([[0, 1, 2, 3]] * 2), "converted": jnp.array([[False] * 4, [True] * 4])}
-  converted, none = reid.default_config(), reid.default_config()
+  converted, none = base_config().reid, base_config().reid
   converted.intra_weight = 0.0
   none.lsr_on = "none"
 
@@ -223,7 +144,7 @@ def test_lsr_on_converted_and_disabled_terms():
   np.testing.assert_allclose(t_conv["ce"], ce_conv, rtol=1e-6)
   np.testing.assert_allclose(t_none["ce"], ce_plain, rtol=1e-6)
   assert abs(float(ce_conv) - float(ce_plain)) > 1e-4
-  bad = reid.default_config()
+  bad = base_config().reid
   bad.lsr_on = "some"
   with pytest.raises(ValueError, match="lsr_on"):
-    reid._validate(bad)
+    reid.check_config(bad)

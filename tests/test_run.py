@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ce2l_jax import metrics, stages
+from ce2l_jax import metrics, report, stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROW = "CE²L (resnet_tiny)"
@@ -112,6 +112,8 @@ def test_full_run_outputs_rerun_config_checks_and_kill_resume(tmp_path):
   p = ok(run_py(f"--workdir={b}", data_dir=data))
   assert "resuming from the checkpoint of step 2" in p.stdout
   resumed = read_results(b)
+  logged = [json.loads(line) for line in open(os.path.join(b, "metrics.jsonl"))]
+  assert [r["step"] for r in logged if r["stage"] == "reid" and "loss" in r] == [2, 4]  # once each
   for row in res:
     for s in SETTINGS:
       for k in ("mean", "std"):
@@ -164,7 +166,7 @@ def test_summary_pools_regdb_like_trials(tmp_path):
     os.makedirs(os.path.dirname(path))
     open(path, "w").write(metrics.results_to_json(rows))
     per[t] = rows
-  rows = stages.summarize(config, str(tmp_path), [1, 2, 3])
+  rows = report.summarize(config, str(tmp_path), [1, 2, 3])
   assert rows["run"]["visible_to_thermal"].mean["rank1"] == pytest.approx(0.3)
   assert rows["run"]["visible_to_thermal"].std["rank1"] == pytest.approx(0.1)
   assert os.path.exists(tmp_path / "cmc.png")

@@ -387,18 +387,19 @@ def train(cfg, workdir: str, train_iter: Iterator[dict[str, np.ndarray]], *, mes
                         os.path.join(workdir, "samples", f"step_{step:07d}.png"), writer, step)
 
   own_writer = writer is None
-  writer = writer or MetricWriter(workdir, STAGE)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=cfg.max_to_keep)
   try:
     start = loop.restore_or_init(ckpt, abstract_train_state(cfg, fns.models, fns.tx_g, fns.tx_d, mesh),
                                  lambda _: init_train_state(cfg, fns.models, fns.tx_g, fns.tx_d, mesh),
                                  train_iter)
+    writer = writer or MetricWriter(workdir, STAGE)
     out = loop.run(cfg, start.state, fns.train_step, train_iter, num_steps=int(cfg.num_steps),
                    ckpt=ckpt, writer=writer, name=STAGE, prepare=prepare, eval_fn=evaluate,
                    show=("g_total", "d_rgb", "d_ir"))
   finally:
     ckpt.close()
-    writer.close() if own_writer else writer.flush()
+    if writer is not None:
+      writer.close() if own_writer else writer.flush()
   result = {**out.logged, **out.evaluated, "step": int(out.state.step),
             "train_step_compiles": fns.train_step._cache_size()}
   return out.state, result

@@ -31,8 +31,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
-import re
 import time
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
 

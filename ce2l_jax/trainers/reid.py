@@ -328,12 +328,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, train_iter: Iterator[
     return parallel.replicate(TrainState.create(variables, tx, state_rng), mesh)
 
   own_writer = writer is None
-  writer = writer or MetricWriter(workdir, STAGE)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=cfg.max_to_keep)
   try:
     start = loop.restore_or_init(ckpt, abstract_state(model, tx, image_shape, mesh), init, train_iter,
                                  resume=config.get("resume") or None,
                                  init_path=config.get("init") or None, resume_dir=resume_dir)
+    writer = writer or MetricWriter(workdir, STAGE)
     logging.info("re-ID: %s, step %d of %d%s", start.kind, int(start.state.step), total,
                  f" ({start.path})" if start.path else "")
     evaluate = None
@@ -345,7 +345,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, train_iter: Iterator[
                    show=("loss", "accuracy"))
   finally:
     ckpt.close()
-    writer.close() if own_writer else writer.flush()
+    if writer is not None:
+      writer.close() if own_writer else writer.flush()
   return out.state
 
 
