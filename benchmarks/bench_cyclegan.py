@@ -68,10 +68,11 @@ def _machine() -> dict:
 def bench_size(size, n_blocks, args, mesh) -> dict:
   ndev = mesh.devices.size
   batch = ndev * max(1, args.batch // ndev)
-  cfg = T.default_config()
+  from ce2l_jax.config_check import BASE_CONFIG, load_config_file
+  cfg = load_config_file(BASE_CONFIG).cyclegan.copy_and_resolve_references()  # the reference's numbers
   cfg.update(dict(image_size=size, ngf=args.ngf, ndf=args.ndf or args.ngf, n_blocks=n_blocks,
                   batch_size=batch, num_steps=10_000, decay_start=5_000))
-  models, tx_g, tx_d, step, _ = T.step_functions(cfg, mesh)
+  models, tx_g, tx_d, step, _ = T.step_functions(cfg, mesh)  # a StepFunctions named tuple
   state = T.init_train_state(cfg, models, tx_g, tx_d, mesh)
   rng = np.random.default_rng(0)
   host = {k: rng.integers(0, 256, (batch, *size, 3), dtype=np.uint8) for k in ("rgb", "ir")}

@@ -71,7 +71,7 @@ def main() -> int:
   config.data.data_dir = args.data_dir
   config.cyclegan.enabled = False
   config.reid.update(dict(num_steps=args.steps, log_every=args.every,
-                          checkpoint_every=args.checkpoint_every, progress_bar=False))
+                          checkpoint_every=args.checkpoint_every, progress=False))
   config = stages.prepare_config(config)
   stages.ensure_data(config)
   shutil.rmtree(args.workdir, ignore_errors=True)
@@ -88,7 +88,7 @@ def main() -> int:
               f"{samples[-1][2]:6.1f} s", flush=True)
 
   mesh = parallel.make_mesh(config.mesh.num_devices or None)
-  pipe = reid.build_train_pipeline(config, args.workdir, mesh)
+  pipe = reid.build_train_pipeline(config, mesh)
   writer = RssWriter(args.workdir, reid.STAGE, tensorboard=not args.no_tensorboard)
   rss_start = rss_mib()
   try:

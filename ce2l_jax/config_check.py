@@ -255,6 +255,17 @@ def trials_of(config: ml_collections.ConfigDict) -> list[int]:
   return [int(t) for t in config.data.trials]
 
 
+def trial_config(config: ml_collections.ConfigDict, trial: int) -> ml_collections.ConfigDict:
+  """The config of one RegDB trial (`data.name` = regdb/trial<N>); other protocols: config."""
+  if not trial:
+    return config
+  c = ml_collections.ConfigDict(config.to_dict())
+  if "/trial" not in c.data.name:
+    c.data.name = f"{c.data.name}/trial{trial}"
+  c.data.trial = trial
+  return c
+
+
 def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A resolved, unlocked copy (references followed), `~` expanded, checked."""
   config = config.copy_and_resolve_references()

@@ -2,31 +2,20 @@
 
   run(config, workdir, stages=STAGES, force=False) -> rows of the results table
 
-This module only orchestrates: configs are loaded and checked by `config_check`, paths and
-DONE markers belong to `workdir` (docs/architecture.md has the layout), trainers are handed
-their data, mesh, writer and stage folder, results tables and pictures come from `report`.
-Stages and what each reads / writes (under `<workdir>/`, or `<workdir>/trial<N>/` per RegDB trial):
-
-  data       (always) checks `config.data.name` is built in `data.data_dir`; a synthetic_vireid
-             dataset that is not is built there (seconds), a real one gives the build command.
-  cyclegan   trains the CycleGAN on the training split → `cyclegan/` (checkpoints, samples)
-             and `conversion_samples.png` (real → converted → reconstructed, both ways).
-  convert    the CycleGAN's generators on every training image → `convert/` (TFDS dataset).
-  reid       the re-ID network on real + converted images → `reid/` (checkpoints, model.json).
-  evaluate   the re-ID checkpoint on the test protocol (+ the raw-pixel baseline) →
-             `evaluate/` (results.json, results.md), `ranking_examples.png`, `cmc.png`.
-Then `<workdir>/results.md`, `results.json` (and for several RegDB trials their pooled
-`cmc.png`); the table is printed. Each finished stage gets its DONE marker (here, nowhere else).
-
+This module only orchestrates: configs are loaded and checked by `config_check`, datasets made
+ready by `datasets`, trainers are handed their data stream, mesh, writer and stage folder,
+results tables and pictures come from `report`; the workdir's layout (docs/architecture.md)
+belongs to `workdir`, and each finished stage's DONE marker is written here, nowhere else.
 With `cyclegan.enabled=False` (the no-conversion baseline) the cyclegan and convert stages do
-nothing and the re-ID stage trains on real images only.
+nothing and the re-ID stage trains on real images only. RegDB trials run in turn, each in
+`<workdir>/trial<N>/`; the pooled table is written and printed at the end.
 
 Idempotent: a stage whose DONE marker exists is skipped; an interrupted one resumes from its
-last checkpoint (the trainers restore the state and the input position). A stage whose input is
-missing (e.g. `--stages=reid` with the CycleGAN enabled and no converted dataset) stops before
-anything runs, naming the stage to run first. `<workdir>/config.json` is written at the start
-(after those checks); a workdir made with another config is refused, naming the differing keys,
-unless `force` (keys that cannot change the results, `config_check.IGNORED_KEYS`, may differ).
+last checkpoint (state and input position). A stage whose input is missing (e.g.
+`--stages=reid` with the CycleGAN enabled and no converted dataset) stops before anything runs,
+naming the stage to run first. `<workdir>/config.json` is written at the start (after those
+checks); a workdir made with another config is refused, naming the differing keys, unless
+`force` (keys that cannot change the results, `config_check.IGNORED_KEYS`, may differ).
 
 Test hook: with the environment variable `CE2L_KILL_AFTER_CHECKPOINT=<stage>` (cyclegan or reid)
 the process exits (`os._exit(KILLED_EXIT_CODE)`, no clean-up, as a SIGKILL) right after that
@@ -37,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import glob
 import os
 import sys
 import time
@@ -47,7 +35,9 @@ import ml_collections
 
 from ce2l_jax import config_check, report
 from ce2l_jax import workdir as wd
-from ce2l_jax.config_check import UserError, load_config_file, prepare_config, trials_of  # noqa: F401
+# Re-exported for callers of the stages (tests, scripts): where a run's names come from.
+from ce2l_jax.config_check import UserError, load_config_file, prepare_config, trial_config, trials_of  # noqa: F401
+from ce2l_jax.datasets import ensure_data  # noqa: F401
 from ce2l_jax.report import BASELINE_ROW, conversion_enabled, row_name  # noqa: F401
 
 STAGES = ("cyclegan", "convert", "reid", "evaluate")
@@ -55,77 +45,9 @@ KILL_ENV = "CE2L_KILL_AFTER_CHECKPOINT"
 KILLED_EXIT_CODE = 137
 
 
-def trial_config(config: ml_collections.ConfigDict, trial: int) -> ml_collections.ConfigDict:
-  """The config of one RegDB trial (`data.name` = regdb/trial<N>); other protocols: config."""
-  if not trial:
-    return config
-  c = ml_collections.ConfigDict(config.to_dict())
-  if "/trial" not in c.data.name:
-    c.data.name = f"{c.data.name}/trial{trial}"
-  c.data.trial = trial
-  return c
-
-
 def _mesh(config: ml_collections.ConfigDict):
   from ce2l_jax import parallel
   return parallel.make_mesh(config.mesh.get("num_devices") or None)
-
-
-def dataset_is_built(name: str, data_dir: str) -> bool:
-  """True when `<data_dir>/<name>/<version>/dataset_info.json` exists (no TFDS import)."""
-  return bool(glob.glob(os.path.join(data_dir, name.split(":")[0], "*", "dataset_info.json")))
-
-
-def _build_hint(name: str, data_dir: str) -> str:
-  base, _, config = name.partition("/")
-  folder = os.path.join("tfds_builders", base)
-  return (f"python -m ce2l_jax.tfds_build {folder}" + (f" --config={config}" if config else "")
-          + f" --manual_dir=<folder holding the released dataset> --data_dir={data_dir}")
-
-
-def ensure_data(config: ml_collections.ConfigDict) -> None:
-  """The `data` step: builds a missing synthetic dataset; a missing real one is a UserError.
-
-  Several processes: process 0 builds first, the others wait for it (a shared disk then holds
-  the dataset; two concurrent builds into one folder collide) and build only what they still
-  miss (hosts with their own disks).
-  """
-  import jax
-  data_dir = config.data.data_dir
-  synthetic = []
-  for t in trials_of(config):
-    name = trial_config(config, t).data.name
-    if dataset_is_built(name, data_dir):
-      continue
-    base, _, cfg_name = name.partition("/")
-    if base == "synthetic_vireid":
-      synthetic.append((name, cfg_name or "small"))
-      continue
-    raise UserError(f"dataset {name!r} is not built in {data_dir}: build it with `"
-                    f"{_build_hint(name, data_dir)}` (docs/notes/issue3_real.md), or set "
-                    "--config.data.data_dir")
-  multi = jax.process_count() > 1
-  if multi:
-    from jax.experimental import multihost_utils
-  if multi and jax.process_index() != 0:
-    multihost_utils.sync_global_devices("ce2l_ensure_data")
-  for name, cfg_name in synthetic:
-    if not dataset_is_built(name, data_dir):
-      build_synthetic(cfg_name, data_dir)
-  if multi and jax.process_index() == 0:
-    multihost_utils.sync_global_devices("ce2l_ensure_data")
-
-
-def build_synthetic(config_name: str, data_dir: str) -> None:
-  """Builds `synthetic_vireid/<config_name>` into `data_dir` (seconds; array_record, no TF)."""
-  from tfds_builders.synthetic_vireid.synthetic_vireid_dataset_builder import SyntheticVireid
-  names = [c.name for c in SyntheticVireid.BUILDER_CONFIGS]
-  if config_name not in names:
-    raise UserError(f"synthetic_vireid has no config {config_name!r}; configs: {', '.join(names)}")
-  print(f"data: building synthetic_vireid/{config_name} into {data_dir} (first run only)", flush=True)
-  t = time.perf_counter()
-  SyntheticVireid(config=config_name, data_dir=data_dir, file_format="array_record").download_and_prepare()
-  print(f"data: built in {time.perf_counter() - t:.1f} s", flush=True)
 
 
 def check_inputs(config: ml_collections.ConfigDict, wdir: str, stages: Sequence[str]) -> None:
@@ -274,7 +196,7 @@ def stage_reid(config: ml_collections.ConfigDict, wdir: str) -> str:
   if wd.is_done(wdir, "reid"):
     return f"finished earlier ({wd.done_path(wdir, 'reid')})"
   import jax
-  from ce2l_jax import checkpoint, convert
+  from ce2l_jax import convert
   from ce2l_jax import evaluate as ev
   from ce2l_jax.metric_writer import MetricWriter
   from ce2l_jax.trainers import reid
@@ -294,10 +216,6 @@ def stage_reid(config: ml_collections.ConfigDict, wdir: str) -> str:
   if cfg.eval_every:
     evaluator = ev.make_evaluator(config, reid.make_predict_fn(model), mesh)
     eval_fn = lambda variables, step: evaluator.run_periodic(variables)
-  ckpt = checkpoint.Checkpointer(wd.checkpoint_dir(wdir, "reid"), max_to_keep=None)
-  if ckpt.latest_step() is not None:
-    print(f"reid: resuming from the checkpoint of step {ckpt.latest_step()}", flush=True)
-  ckpt.close()
   writer = MetricWriter(wdir, reid.STAGE)
   try:
     with _kill_after_first_checkpoint("reid"):
@@ -350,7 +268,7 @@ def stage_evaluate(config: ml_collections.ConfigDict, wdir: str) -> str:
     base.batches = _Progress(base.batches, "raw pixels")
     rows[BASELINE_ROW] = base.run({})
 
-  sdir = os.path.join(wdir, "evaluate")
+  sdir = wd.stage_dir(wdir, "evaluate")
   if jax.process_index() == 0:
     wd.write_text(os.path.join(sdir, "results.json"), metrics.results_to_json(rows) + "\n")
     wd.write_text(os.path.join(sdir, "results.md"), report.results_markdown(config, rows, step=step))

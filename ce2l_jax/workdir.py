@@ -20,8 +20,6 @@ import json
 import os
 from typing import Any, Mapping
 
-import jax
-
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 DONE = "DONE"
@@ -65,6 +63,7 @@ def write_done(workdir: str, stage: str, info: Mapping[str, Any]) -> None:
 
 def write_text(path: str, text: str) -> None:
   """Writes `text` to `path` atomically (process 0 only)."""
+  import jax  # (not at the top: config checks import this module before JAX is needed)
   if jax.process_index() != 0:
     return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

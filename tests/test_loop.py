@@ -186,3 +186,45 @@ def test_step_cache_compiles_once(tmp_path):
   train(str(tmp_path / "b"), 3)
   mesh = parallel.make_mesh(8)
   assert loop.cached(("toy", 0.05, mesh), lambda: None)._cache_size() == 1
+
+
+def _imports(path: str) -> set[str]:
+  """The ce2l_jax modules a file imports, anywhere in it (function-local imports included)."""
+  import ast
+  out = set()
+  for node in ast.walk(ast.parse(open(path).read())):
+    if isinstance(node, ast.Import):
+      out.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      out.update([node.module] + [f"{node.module}.{a.name}" for a in node.names])
+  return {m for m in out if m.startswith("ce2l_jax")}
+
+
+def test_imports_point_one_way_and_only_stages_writes_done():
+  """docs/architecture.md's arrows that matter most: trainers and convert never import each
+  other, nothing below stages imports it, data and models never import trainers, metrics are
+  pure; `workdir.write_done` is called from stages.py alone."""
+  root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ce2l_jax")
+  files = {}
+  for folder, _, names in os.walk(root):
+    for n in names:
+      if n.endswith(".py"):
+        rel = os.path.relpath(os.path.join(folder, n), os.path.dirname(root))
+        files[rel[:-3].replace(os.sep, ".").removesuffix(".__init__")] = os.path.join(folder, n)
+  imports = {m: _imports(p) for m, p in files.items()}
+  hits = lambda m, prefix: sorted(i for i in imports[m] if i == prefix or i.startswith(prefix + "."))
+  for m in files:
+    if m.startswith("ce2l_jax.trainers"):
+      assert not hits(m, "ce2l_jax.convert"), m
+    if m != "ce2l_jax.stages":
+      assert not hits(m, "ce2l_jax.stages"), m
+    if m.startswith(("ce2l_jax.data", "ce2l_jax.models", "ce2l_jax.metrics")):
+      assert not hits(m, "ce2l_jax.trainers"), m
+    if m.startswith("ce2l_jax.data"):
+      assert not hits(m, "ce2l_jax.models"), m
+    if m.startswith("ce2l_jax.metrics"):
+      constants = lambda i: i == "ce2l_jax" or i.split(".")[1].isupper()  # ce2l_jax.VISIBLE
+      assert all(i.startswith("ce2l_jax.metrics") or constants(i) for i in imports[m]), m
+    if m != "ce2l_jax.stages":
+      assert "write_done(" not in open(files[m]).read() or m == "ce2l_jax.workdir", m
+  assert not hits("ce2l_jax.convert", "ce2l_jax.trainers")

@@ -148,6 +148,8 @@ def restore_or_init(ckpt: checkpoint.Checkpointer, target: Any, init: Callable[[
       has_data = checkpoint.check_process_count(src, step)
       it = train_iter if has_data and hasattr(train_iter, "set_state") else None
       state = source.restore(target, it, step=step)
+      if jax.process_index() == 0:
+        print(f"resuming from the checkpoint of step {step} in {src}", flush=True)
     finally:
       if source is not ckpt:
         source.close()
