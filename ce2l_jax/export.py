@@ -134,7 +134,7 @@ def load_trained(workdir: str, *, step: int | None = None) -> TrainedModel:
   from ce2l_jax import parallel
   from ce2l_jax.trainers import reid
   try:
-    model, variables, step = reid.restore_variables(config, workdir, parallel.make_mesh(1), step=step)
+    model, variables, step = reid.restore_variables(config, paths["reid"], parallel.make_mesh(1), step=step)
   except (FileNotFoundError, ValueError) as e:
     raise ExportError(f"{paths['reid']}: cannot restore the re-ID model ({e})") from None
   variables = jax.tree.map(np.asarray, jax.device_get(variables))

@@ -20,12 +20,7 @@ Time (estimated, not measured): as configs/sysu.py scaled by the training set (3
 ~0.9× SYSU's 34,167): on one H100 roughly 2–3 h of CycleGAN and 20–40 min of re-ID.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import base  # noqa: E402
+from configs import base
 
 
 def get_config(arg=None):
