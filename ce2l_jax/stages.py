@@ -107,30 +107,6 @@ def _kill_after_first_checkpoint(stage: str):
     checkpoint.Checkpointer.save = original
 
 
-@contextlib.contextmanager
-def _kill_after_first_checkpoint(stage: str):
-  """The test hook of the module docstring (a no-op unless $CE2L_KILL_AFTER_CHECKPOINT=stage)."""
-  if os.environ.get(KILL_ENV, "") != stage:
-    yield
-    return
-  from ce2l_jax import checkpoint
-  original = checkpoint.Checkpointer.save
-
-  def save_then_die(self, step, *args, **kwargs):
-    saved = original(self, step, *args, **kwargs)
-    self.wait()
-    print(f"\n{KILL_ENV}={stage}: exiting after the checkpoint of step {step}", flush=True)
-    sys.stderr.flush()
-    os._exit(KILLED_EXIT_CODE)
-    return saved
-
-  checkpoint.Checkpointer.save = save_then_die
-  try:
-    yield
-  finally:
-    checkpoint.Checkpointer.save = original
-
-
 # --------------------------------------------------------------------------------------------
 # The stages
 # --------------------------------------------------------------------------------------------
