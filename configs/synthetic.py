@@ -9,7 +9,7 @@ images → SYSU's protocol), scaled down to a CPU:
 - re-ID: `resnet_tiny` (two stems, shared bottlenecks, GeM, BN-neck) at 64×32, P=16 × K=2,
   flip + pad-4 crop, CAJ channel augmentation, Adam lr 1e-3, 1,500 steps. (The paper's
   two-stream AlexNet, `alexnet_tiny` at 67×67 with SGD, stays at chance on this data in a CPU
-  budget: docs/notes/issue7.md);
+  budget: docs/notes/run_stages_configs.md);
 - evaluation: SYSU's settings (the synthetic set has SYSU's cameras), 10 random galleries each,
   and the raw-pixel baseline row.
 
@@ -17,7 +17,7 @@ images → SYSU's protocol), scaled down to a CPU:
   python run.py --config=configs/synthetic.py --workdir=workdirs/demo
   python run.py --config=configs/synthetic.py --config.cyclegan.enabled=false --workdir=workdirs/demo_noconv
 
-Expected (measured, docs/notes/issue7.md): 7 min wall on the project's 2 CPU cores while shared
+Expected (measured, docs/notes/run_stages_configs.md): 7 min wall on the project's 2 CPU cores while shared
 with other jobs (load average 5–7; 7.8 min of CPU time): data build 33 s, CycleGAN 81 s,
 conversion 17 s, re-ID 285 s, evaluation 8 s; plus the venv set-up of a fresh checkout.
 All-search single-shot: rank-1 2.2 %, mAP 6.0 %, rank-20 38 % (raw pixels 0.3 / 2.8 / 19 %;

@@ -2,7 +2,7 @@
 silently changed number.
 
 Real `kill -9`s of real processes (tests/multihost_worker.py), not exceptions: nothing runs after
-the signal (no `finally`, no flush). Covered elsewhere and not repeated (docs/notes/issue8.md):
+the signal (no `finally`, no flush). Covered elsewhere and not repeated (docs/notes/scale_and_faults.md):
 - tests/test_scale.py: a 2-process run SIGKILLed after its first checkpoint resumes (per-process
   data positions) and equals a 1-process run;
 - tests/test_reid_trainer.py: 2 steps + resume 2 == 4 steps in one process; NaN stop/skip through

@@ -1,6 +1,6 @@
 """Scale: more devices or more hosts must not change a number.
 
-Covered elsewhere, not repeated here (docs/notes/issue8.md):
+Covered elsewhere, not repeated here (docs/notes/scale_and_faults.md):
 - tests/test_reid_trainer.py::test_step_changes_params_no_recompile_and_sharded_equals_unsharded:
   the re-ID step on 8 fake devices equals 1 device over 3 steps (losses, params, BatchNorm
   running statistics);

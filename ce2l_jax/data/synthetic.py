@@ -27,7 +27,7 @@ with per-image clutter, lighting gain and tint, and sensor noise. Infrared image
 maps with the camera's blur, gain and noise, grayscale repeated to 3 channels: colour is lost,
 body shape, pattern layout and accessories survive. So an infrared image is not a fixed function
 of a visible one, and matching across modalities by raw pixels is near chance while matching
-within the visible modality is not (see `raw_pixel_rank1` and docs/notes/issue3_synthetic.md).
+within the visible modality is not (see `raw_pixel_rank1` and docs/notes/synthetic_dataset.md).
 
 Rendering is vectorized over batches: every body part is a soft mask (signed distance to
 ellipses, capsules and boxes on a coordinate grid), composited back to front, each on the band
