@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import re
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -213,15 +213,23 @@ def compiler_options(cfg: ml_collections.ConfigDict) -> dict[str, Any] | None:
   return None
 
 
-def build_step(model, cfg: ml_collections.ConfigDict, steps_per_epoch: int, mesh):
-  """(tx, schedule, jitted step) for this model/config/mesh, compiled once per process."""
+class StepFunctions(NamedTuple):
+  """What one re-ID model/config/mesh compiles (once per process, `loop.cached`)."""
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  train_step: Callable    # jitted (state, batch) -> (state, metrics); state donated
+
+
+def build_step(model, cfg: ml_collections.ConfigDict, steps_per_epoch: int, mesh) -> StepFunctions:
+  """The optimiser, schedule and jitted step for this model/config/mesh."""
   key = (STAGE, model, loop.config_key(cfg, ignore=("num_steps", "epochs")), int(steps_per_epoch),
          mesh, reid_loss, jax.default_backend())
 
   def build():
     tx, schedule = make_optimizer(cfg, steps_per_epoch)
     step = make_train_step(model, tx, schedule, cfg)
-    return tx, schedule, loop.jit_step(step, mesh, batch_axis=1, compiler_options=compiler_options(cfg))
+    return StepFunctions(tx, schedule, loop.jit_step(step, mesh, batch_axis=1,
+                                                     compiler_options=compiler_options(cfg)))
 
   return loop.cached(key, build)
 
