@@ -38,6 +38,8 @@ import numpy as np  # noqa: E402
 from ce2l_jax import losses  # noqa: E402
 from ce2l_jax.data import synthetic  # noqa: E402
 from ce2l_jax.metrics import protocols  # noqa: E402
+from ce2l_jax.config_check import BASE_CONFIG, load_config_file  # noqa: E402
+from ce2l_jax.models import pretrained  # noqa: E402
 from ce2l_jax.trainers import reid as reid_trainer  # noqa: E402
 
 
@@ -239,7 +241,7 @@ def pretrain(args, size, variables) -> dict:
   both = dict(vis, modality=np.concatenate([np.zeros(len(vis["pid"]), np.int64)]))
   twin = {k: np.concatenate([v, v]) for k, v in both.items()}
   twin["modality"] = np.repeat([0, 1], len(vis["pid"]))  # the same images in both slots
-  cfg = reid_trainer.default_config("paper")
+  cfg = load_config_file(BASE_CONFIG).reid  # configs/base.py: the paper's re-ID section
   cfg.update(dict(model=args.model, optimizer="adam", lr=args.lr, cross_weight=0.0,
                   intra_weight=0.0, lsr_on="none", weight_decay=args.wd))
   if args.width:
@@ -274,7 +276,7 @@ def train(args) -> dict:
   size = tuple(args.size)
   data = load(args.data, size, args.cache)
   tr, te = data["train"], data["test"]
-  cfg = reid_trainer.default_config("paper")
+  cfg = load_config_file(BASE_CONFIG).reid  # configs/base.py: the paper's re-ID section
   cfg.update(dict(model=args.model, optimizer=args.optimizer, lr=args.lr, num_steps=args.steps,
                   weight_decay=args.wd, cross_margin=args.rho1, intra_margin=args.rho2,
                   intra_weight=args.intra, cross_weight=args.cross, lsr_on=args.lsr,
@@ -298,7 +300,7 @@ def train(args) -> dict:
   rng = jax.random.PRNGKey(args.seed)
   variables = reid_trainer.init_variables(model, size + (3,), rng)
   if args.init:
-    variables = reid_trainer._load_init(args.init, cfg.model, variables)  # pylint: disable=protected-access
+    variables = pretrained.pretrained_loader(cfg.model)(args.init, variables)
   if args.pretrain_data:
     variables = pretrain(args, size, variables)
   state = TrainState.create(variables, tx, jax.random.PRNGKey(args.seed + 1))

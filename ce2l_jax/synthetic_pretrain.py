@@ -72,9 +72,10 @@ def export_torchvision(variables: dict) -> dict[str, np.ndarray]:
 def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: int, lr: float,
              weight_decay: float, seed: int, log_every: int = 100) -> dict:
   """Trains and writes `out` (atomically); returns a summary (steps, seconds, final accuracy)."""
+  from ce2l_jax.config_check import BASE_CONFIG, load_config_file
   from ce2l_jax.train_state import TrainState
   from ce2l_jax.trainers import reid as reid_trainer
-  cfg = reid_trainer.default_config("paper")
+  cfg = load_config_file(BASE_CONFIG).reid  # configs/base.py: the paper's re-ID section
   cfg.update(dict(model=model, optimizer="adam", lr=lr, weight_decay=weight_decay,
                   cross_weight=0.0, intra_weight=0.0, lsr_on="none"))
   vis = visible_images(data, tuple(size))
