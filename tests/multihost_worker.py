@@ -59,6 +59,19 @@ def die() -> None:
   os.kill(os.getpid(), signal.SIGKILL)
 
 
+def announce_ready() -> None:
+  """Prints the line the multi-host tests wait for, once `jax.distributed` is up with the
+  expected number of processes (JAX_NUM_PROCESSES); exits non-zero otherwise, so a worker that
+  runs alone because the initialisation was skipped cannot pass for a host of the job."""
+  import jax
+  want = int(os.environ.get("JAX_NUM_PROCESSES", "1"))
+  if jax.process_count() != want:
+    print(f"distributed: NOT ready: jax.process_count() = {jax.process_count()}, "
+          f"JAX_NUM_PROCESSES = {want}", flush=True)
+    sys.exit(3)
+  print(f"distributed: ready, process {jax.process_index()} of {jax.process_count()}", flush=True)
+
+
 # ------------------------------------------------------------------------------------ re-ID
 
 def tiny_sources():
@@ -159,7 +172,7 @@ def run_reid(args) -> None:
   import jax
   from ce2l_jax import parallel
   parallel.initialize_distributed()
-  print("distributed: ready", flush=True)
+  announce_ready()
   if args.kill_in_save:
     kill_inside_save(args.kill_in_save)
   config = reid_config(args.num_steps, args.checkpoint_every)
@@ -242,7 +255,7 @@ def run_stage(args) -> None:
 
   def initialize_distributed():
     real_init()
-    print("distributed: ready", flush=True)
+    announce_ready()
 
   parallel.initialize_distributed = initialize_distributed
   local: list[int] = []
@@ -334,7 +347,7 @@ def run_convert(args) -> None:
   import jax
   from ce2l_jax import convert, parallel
   parallel.initialize_distributed()
-  print("distributed: ready", flush=True)
+  announce_ready()
   config, source, gens = convert_inputs()
   # As the stage gets them from the CycleGAN checkpoint: replicated over the global mesh.
   gens = parallel.replicate(gens, parallel.make_mesh())

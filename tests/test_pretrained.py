@@ -237,3 +237,70 @@ def test_resnet_errors(tmp_path, resnet_tiny):
   np.savez(tmp_path / "extra.npz", **sd, **{"layer1.1.conv1.weight": np.zeros((8, 32, 1, 1))})
   with pytest.raises(ValueError, match=r"extra\.npz: layer layer1\.1\.conv1\.weight is not in"):
     pretrained.load_torchvision_resnet(str(tmp_path / "extra.npz"), variables)
+
+
+# ------------------------------------------------------------------ restricted unpickling ----
+
+
+class _CallsOnLoad:
+  """Pickles as `func(*args)`: what a crafted weights file does to run code when unpickled."""
+
+  def __init__(self, func, *args):
+    self.func, self.args = func, args
+
+  def __reduce__(self):
+    return self.func, self.args
+
+
+def _npy_of_pickle(path, payload: bytes):
+  """A .npy file of a 0-d object array whose pickle is `payload` (as np.save writes one)."""
+  with open(path, "wb") as f:
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": "|O", "fortran_order": False, "shape": ()})
+    f.write(payload)
+  return str(path)
+
+
+@pytest.mark.parametrize("func,args", [
+    ("os.system", None), ("builtins.eval", ("1 + 1",)), ("numpy.load", ("x.npy",))])
+def test_alexnet_pickle_calling_a_function_is_refused(tmp_path, alexnet_tiny, func, args):
+  import importlib
+  import os
+  _, variables, caffe = alexnet_tiny
+  marker = tmp_path / "pwned"
+  module, name = func.rsplit(".", 1)
+  fn = getattr(importlib.import_module(module), name)
+  args = args or (f"touch {marker}",)
+  evil = dict(caffe, conv1=[_CallsOnLoad(fn, *args), caffe["conv1"][1]])
+  path = _save(tmp_path, evil, "evil.npy")
+  with pytest.raises(ValueError) as e:
+    pretrained.load_bvlc_alexnet(path, variables)
+  msg = str(e.value)
+  assert "\n" not in msg and msg.startswith(f"{path}: refused to unpickle "), msg
+  assert name in msg, msg
+  assert not marker.exists()
+  # The function is refused before anything is called, also when it is not the first entry.
+  evil = dict(caffe, fc7=_CallsOnLoad(os.system, f"touch {marker}"))
+  with pytest.raises(ValueError, match="refused to unpickle"):
+    pretrained.load_bvlc_alexnet(_save(tmp_path, evil, "evil2.npy"), variables)
+  assert not marker.exists()
+
+
+def test_alexnet_numpy1_protocol2_pickle_loads(tmp_path, alexnet_tiny):
+  """The caffe-tensorflow `bvlc_alexnet.npy` was written by numpy 1.x with pickle protocol 2
+  (globals `numpy.core.multiarray._reconstruct`, bytes through `_codecs.encode`): the
+  restricted unpickler admits exactly that, and gives the same weights as np.save's pickle."""
+  import pickle
+  _, variables, caffe = alexnet_tiny
+  obj = np.empty((), dtype=object)
+  obj[()] = caffe
+  payload = pickle.dumps(obj, protocol=2).replace(b"numpy._core.multiarray\n",
+                                                  b"numpy.core.multiarray\n")
+  assert b"numpy.core.multiarray\n_reconstruct" in payload and b"_codecs\nencode" in payload
+  old = pretrained.load_bvlc_alexnet(_npy_of_pickle(tmp_path / "py2.npy", payload), variables)
+  new = pretrained.load_bvlc_alexnet(_save(tmp_path, caffe, "np2.npy"), variables)
+  jax.tree.map(np.testing.assert_array_equal, old, new)
+  # Not a .npy at all: one line naming the file.
+  (tmp_path / "junk.npy").write_bytes(b"PK\x03\x04 not numpy")
+  with pytest.raises(ValueError, match=r"junk\.npy: not a \.npy file"):
+    pretrained.load_bvlc_alexnet(str(tmp_path / "junk.npy"), variables)

@@ -105,8 +105,10 @@ def launch(args: list[str], num_processes: int, devices_per_process: int, tmp_pa
   """Starts `num_processes` workers of one `jax.distributed` job on 127.0.0.1; waits for all.
 
   Returns [(exit code, log)] per process. On a timeout every process is killed (no orphan
-  holds the port) and the test fails with their logs.
+  holds the port) and the test fails with their logs. Skips (before starting anything) only when
+  this machine has no loopback TCP.
   """
+  require_loopback_tcp()
   port = free_port()
   procs, logs = [], []
   for pid in range(num_processes):
@@ -141,11 +143,26 @@ def tail(results, n=3000) -> str:
   return "\n".join(f"--- process {i} (rc {rc})\n{log[-n:]}" for i, (rc, log) in enumerate(results))
 
 
-def skip_unless_distributed_started(results) -> None:
-  """Skip (with the reason) when `jax.distributed` cannot start here, e.g. no loopback TCP."""
-  if any("distributed: ready" not in log for _, log in results):
-    lines = [ln for _, log in results for ln in log.splitlines() if ln.strip()]
-    pytest.skip("jax.distributed.initialize did not start on 127.0.0.1: " + (lines[-1] if lines else "?"))
+def require_loopback_tcp() -> None:
+  """The one environment condition under which the multi-host tests skip, checked before any
+  worker starts: `jax.distributed` talks over TCP on 127.0.0.1, so a sandbox without loopback
+  networking cannot run them. Anything that goes wrong after this check is a failure."""
+  try:
+    with socket.socket() as server:
+      server.bind(("127.0.0.1", 0))
+      server.listen(1)
+      with socket.create_connection(server.getsockname(), timeout=5):
+        pass
+  except OSError as e:
+    pytest.skip(f"no loopback TCP on 127.0.0.1 ({e}): jax.distributed cannot start here")
+
+
+def assert_all_ready(results, num_processes: int) -> None:
+  """Every worker printed `distributed: ready, process i of N` (multihost_worker.announce_ready:
+  jax.distributed started and sees all N processes); fails with the workers' logs otherwise."""
+  for i, (rc, log) in enumerate(results):
+    line = f"distributed: ready, process {i} of {num_processes}"
+    assert line in log, f"worker {i} never became ready (rc {rc}; no '{line}')\n" + tail(results)
 
 
 def load(path) -> dict[str, np.ndarray]:
@@ -176,7 +193,7 @@ def test_two_hosts_killed_and_resumed_equal_one_host(tmp_path, smoke_data):
   multi = str(tmp_path / "multi")
   args = ["stage", f"--data_dir={smoke_data}", f"--workdir={multi}"]
   killed = launch(args + ["--kill_at_batch=4"], 2, 2, tmp_path, "killed")
-  skip_unless_distributed_started(killed)
+  assert_all_ready(killed, 2)
   assert all(rc == -signal.SIGKILL for rc, _ in killed), tail(killed)
   assert sorted(os.listdir(os.path.join(multi, "reid", "checkpoints"))) == ["2"]
   # One checkpoint, written by both processes: the state once, each one's data position.
@@ -185,6 +202,7 @@ def test_two_hosts_killed_and_resumed_equal_one_host(tmp_path, smoke_data):
 
   out = str(tmp_path / "multi.npz")
   resumed = launch(args + [f"--out={out}"], 2, 2, tmp_path, "resumed")
+  assert_all_ready(resumed, 2)
   assert all(rc == 0 for rc, _ in resumed), tail(resumed)
   for i, (_, log) in enumerate(resumed):
     # Each process built only its half of every batch (P×K = 8 per modality, 4 per process).
@@ -228,7 +246,7 @@ def test_two_hosts_convert_equals_one_host(tmp_path):
   from tests import multihost_worker as mw
   multi = str(tmp_path / "multi")
   res = launch(["convert", f"--workdir={multi}"], 2, 2, tmp_path, "convert")
-  skip_unless_distributed_started(res)
+  assert_all_ready(res, 2)
   assert all(rc == 0 for rc, _ in res), tail(res)
   assert "worker 0/2: convert: 24 converted now" in res[0][1]  # chunks 0, 2, 4 (8 + 8 + 8)
   assert "worker 1/2: convert: 16 converted now" in res[1][1]  # chunks 1, 3

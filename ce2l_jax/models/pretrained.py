@@ -7,7 +7,10 @@ A missing layer or a shape that does not match raises ValueError naming the file
 expected vs found shape.
 
 AlexNet — `bvlc_alexnet.npy`, the Caffe BVLC AlexNet that BDTR loads: a pickled dict
-layer name → [W, b] for conv1..conv5, fc6, fc7, fc8 (`np.load(path, allow_pickle=True).item()`).
+layer name → [W, b] for conv1..conv5, fc6, fc7, fc8. A pickle can call any function when it is
+loaded, so the file is not given to `np.load(allow_pickle=True)`: `read_pickled_npy` unpickles it
+with a restricted unpickler that admits only numpy arrays (and their dtypes), dicts, lists, tuples,
+strings and numbers, and refuses any other global with one line naming the file.
 Two layouts exist and are detected from conv1's shape:
 - "caffe": W conv (out, in/groups, kh, kw), fc (out, in); fc6's 9216 inputs are pool5 flattened
   in Caffe's (C, H, W) order → reordered to our (H, W, C) flatten;
@@ -34,7 +37,10 @@ modality-specific). torchvision expects exactly our input (RGB, ImageNet mean/st
 
 from __future__ import annotations
 
+import codecs
+import importlib
 import os
+import pickle
 from typing import Any, Mapping
 
 import jax.numpy as jnp
@@ -65,12 +71,81 @@ def _check(path: str, layer: str, expected: tuple, found: tuple, what: str = "")
 # ------------------------------------------------------------------------------ AlexNet ----
 
 
+def _numpy_global(module: str, name: str):
+  return getattr(importlib.import_module(module), name)
+
+
+# The globals a pickled dict of numpy arrays needs (`np.save(allow_pickle=True)` of numpy 1.x
+# (Python 2 and 3) and 2.x, pickle protocols 2–5), and nothing else. `_reconstruct` builds an
+# empty array of the class given (only `ndarray` resolves); `_frombuffer` (protocol 5) wraps raw
+# bytes; `_codecs.encode` is how protocol 2 spells a bytes literal.
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"):
+        lambda: _numpy_global("numpy._core.multiarray" if hasattr(np, "_core")
+                              else "numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"):
+        lambda: _numpy_global("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"):
+        lambda: _numpy_global("numpy._core.numeric" if hasattr(np, "_core")
+                              else "numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"):
+        lambda: _numpy_global("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"): lambda: codecs.encode,
+}
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+  """Unpickles numpy arrays, dicts, lists, tuples, strings and numbers; any other global (a
+  function or class the pickle would call) raises `pickle.UnpicklingError`."""
+
+  def find_class(self, module: str, name: str):
+    make = _SAFE_GLOBALS.get((module, name))
+    if make is None:
+      raise pickle.UnpicklingError(f"{module}.{name}")
+    return make()
+
+  def persistent_load(self, pid):
+    raise pickle.UnpicklingError(f"persistent id {pid!r}")
+
+
+def read_pickled_npy(path: str) -> Any:
+  """The object stored in a `.npy` file, unpickled by the restricted unpickler when the array
+  holds Python objects (a 0-d object array is returned as its item). Refuses a pickle that
+  names any global other than numpy's array-building ones with a one-line ValueError."""
+  with open(path, "rb") as f:
+    try:
+      version = np.lib.format.read_magic(f)
+      header = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+      if header is None:
+        raise ValueError(f"npy format version {version}")
+      shape, fortran, dtype = header(f)
+    except ValueError as e:
+      raise ValueError(f"{path}: not a .npy file ({e}); expected bvlc_alexnet.npy, a pickled "
+                       "dict layer → [W, b]") from None
+    if not dtype.hasobject:
+      f.seek(0)
+      return np.load(f, allow_pickle=False)
+    try:
+      raw = _ArraysOnlyUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+      raise ValueError(f"{path}: refused to unpickle {e}: a weights file may hold only numpy "
+                       "arrays, dicts, lists, tuples and strings (is it from a source you "
+                       "trust?)") from None
+    except Exception as e:  # truncated or corrupt pickle
+      raise ValueError(f"{path}: cannot read the pickled weights ({type(e).__name__}: {e})") \
+          from None
+  if isinstance(raw, np.ndarray) and raw.dtype == object and raw.shape == ():
+    raw = raw.item()
+  return raw
+
+
 def _read_alexnet(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   if not os.path.exists(path):
     raise ValueError(f"{path}: AlexNet weight file not found")
-  raw = np.load(path, allow_pickle=True, encoding="latin1")
-  if isinstance(raw, np.ndarray) and raw.dtype == object and raw.shape == ():
-    raw = raw.item()
+  raw = read_pickled_npy(path)
   if not isinstance(raw, Mapping):
     raise ValueError(f"{path}: expected a pickled dict layer → [W, b] (bvlc_alexnet.npy), "
                      f"found {type(raw).__name__}")
