@@ -20,6 +20,10 @@ features of an image and of its mirror are averaged), optionally L2-normalises, 
 - LLCM: `ir_to_vis` and `vis_to_ir`, `eval.num_trials` draws each (the authors' released
   protocol, `metrics.llcm_trials`).
 With `eval.rerank`, `run(..., rerank=rerank_params(cfg))` scores k-reciprocal re-ranked distances.
+Ties (SYSU-MM01): the ranking sorts each query's distances stably (equal distances keep gallery
+order), so the gallery order decides ties. TFDS stores records in hashed order; every SYSU trial's
+gallery is put in the order of the official description first — camera, then identity, then
+image (file name) — `official_gallery_order`, so ties break as in the official evaluation.
 Results: `{setting: TrialResults}` (`ce2l_jax.metrics`); `results_dict` turns them into the
 JSON form `{setting: {"mean": {rank1, rank5, rank10, rank20, mAP, mINP}, "std": {...},
 "per_trial": {...}, "cmc": [...], "num_trials": n}}` (fractions), which
@@ -100,6 +104,7 @@ class TestSet:
   protocol: str                              # 'sysu' | 'regdb' | 'llcm'
   files: np.ndarray | None = None            # needed by the official SYSU galleries
   rand_perm_cam: dict | None = None          # parse_rand_perm_cam output
+  names: np.ndarray | None = None            # file names: the image key of the tie order
 
   def __len__(self) -> int:
     return len(self.pid)
@@ -145,6 +150,11 @@ def make_test_set(source, protocol: str, *, sampling: str = "random",
   ts = TestSet(source, labels.pid, labels.camid, labels.modality, protocol)
   if protocol == "llcm":  # the released draws depend on the file names
     ts.files = _record_files(source)
+  if protocol == "sysu":  # the image key of the official tie order
+    try:
+      ts.names = _record_files(source)
+    except (KeyError, TypeError):  # a source without file names: ties by source index
+      ts.names = None
   if protocol == "sysu" and sampling in ("auto", "official"):
     perm = rand_perm_cam if rand_perm_cam is not None else find_rand_perm_cam(source)
     if perm is None:
@@ -156,7 +166,7 @@ def make_test_set(source, protocol: str, *, sampling: str = "random",
         import scipy.io
         perm = scipy.io.loadmat(perm)
       ts.rand_perm_cam = metrics_lib.parse_rand_perm_cam(perm)
-      ts.files = _record_files(source)
+      ts.files = ts.names if ts.names is not None else _record_files(source)
   return ts
 
 
@@ -169,9 +179,27 @@ def open_test_set(config: ml_collections.ConfigDict) -> TestSet:
                        sampling=ecfg.sampling, rand_perm_cam=ecfg.rand_perm_cam or None)
 
 
+def official_gallery_order(gallery: np.ndarray, test_set: TestSet) -> np.ndarray:
+  """`gallery` (indices into the test set) in the official description's order: camera, then
+  identity, then image (file name; the source index where names are unknown)."""
+  g = np.asarray(gallery, np.int64)
+  image = test_set.names[g] if test_set.names is not None else g
+  return g[np.lexsort((g, image, test_set.pid[g], test_set.camid[g]))]
+
+
 def make_trials(test_set: TestSet, cfg: ml_collections.ConfigDict,
                 num_trials: int | None = None) -> dict[str, list]:
-  """`{setting: [Trial]}` of the protocol (indices into the test set)."""
+  """`{setting: [Trial]}` of the protocol (indices into the test set); SYSU galleries in
+  `official_gallery_order`."""
+  trials = _make_trials(test_set, cfg, num_trials)
+  if test_set.protocol != "sysu":
+    return trials
+  return {name: [metrics_lib.Trial(t.query, official_gallery_order(t.gallery, test_set))
+                 for t in ts] for name, ts in trials.items()}
+
+
+def _make_trials(test_set: TestSet, cfg: ml_collections.ConfigDict,
+                 num_trials: int | None = None) -> dict[str, list]:
   if test_set.protocol == "llcm":
     return {d: metrics_lib.llcm_trials(test_set.pid, test_set.camid, test_set.modality,
                                        test_set.files, d, int(num_trials or cfg.num_trials))

@@ -126,7 +126,7 @@ def test_official_galleries_from_rand_perm_cam():
       group = np.flatnonzero((labels.pid == pid) & (labels.camid == cam))
       group = group[np.argsort(files[group])]
       expected.append(group[perms[cam, pid][1, 0] - 1])
-  np.testing.assert_array_equal(gallery, np.sort(expected))
+  np.testing.assert_array_equal(gallery, expected)  # official order: camera, identity
   res = ev.Evaluator(oracle_predict, ts, eval_cfg(num_trials=2), image_size=(H, W), batch_size=8).run({})
   _check_perfect(res, ev.SYSU_SETTINGS)
 
@@ -145,3 +145,42 @@ def test_raw_pixel_baseline_matches_numpy_twin():
   odd = np.asarray(ev.raw_pixel_predict_fn((7, 5))({}, jnp.asarray(images), 1))
   assert odd.shape == (5, 35)
   np.testing.assert_allclose(np.linalg.norm(odd, axis=1), 1.0, atol=1e-4)
+
+
+def test_ties_break_in_the_official_order():
+  """Binary features tie across identities (identity mod 3): which tied image ranks first is
+  decided by the gallery order. The evaluator must give the metrics of the gallery listed as the
+  official SYSU-MM01 description lists it (camera, identity, image) — computed here by the loop
+  oracle on an explicitly sorted gallery — and not those of the records' (shuffled) order."""
+  from tests.metric_oracles import eval_sysu_oracle
+  src = sysu_like(n_per_group=2, seed=3)
+  ts = ev.make_test_set(src, "sysu")
+  assert ts.names is not None and ts.rand_perm_cam is None
+
+  def tied(variables, images, modality):
+    pid = jnp.round(images[:, 0, 0, 0].astype(jnp.float32) / 10).astype(jnp.int32)
+    return jax.nn.one_hot(pid % 3, 3)
+
+  cfg = eval_cfg(num_trials=2)
+  evaluator = ev.Evaluator(tied, ts, cfg, image_size=(H, W), batch_size=16)
+  results = evaluator.run({})
+  feats = evaluator.features({})
+  files = [str(f) for f in ts.names]
+  differs = False
+  for name, trials in evaluator.trials().items():
+    for t, trial in enumerate(trials):
+      q = trial.query
+      official = sorted(trial.gallery, key=lambda i: (ts.camid[i], ts.pid[i], files[i]))
+      np.testing.assert_array_equal(trial.gallery, official)
+      def oracle(g):
+        g = np.asarray(g)
+        d = metrics.pairwise_distances(feats[q], feats[g], "euclidean")
+        return eval_sysu_oracle(d, ts.pid[q], ts.pid[g], ts.camid[q], ts.camid[g], 20)
+      cmc, m_ap, _ = oracle(official)
+      got = results[name].per_trial
+      assert got["rank1"][t] == pytest.approx(cmc[0]), (name, t)
+      assert got["rank5"][t] == pytest.approx(cmc[4]), (name, t)
+      assert got["mAP"][t] == pytest.approx(m_ap), (name, t)
+      cmc_s, m_ap_s, _ = oracle(np.sort(trial.gallery))  # the records' order
+      differs |= not (np.allclose(cmc_s, cmc) and np.isclose(m_ap_s, m_ap))
+  assert differs  # the test has teeth: on these ties the records' order gives other numbers
