@@ -8,7 +8,10 @@ Module and parameter names mirror torchvision's state-dict keys (`layer2_0/conv1
 which is what `ce2l_jax.models.pretrained.load_torchvision_resnet` relies on.
 
 All padding is explicit and symmetric (PyTorch semantics; flax's "SAME" pads stride-2 convs
-asymmetrically). BatchNorm: momentum 0.9 (PyTorch 0.1), eps 1e-5, batch statistics when `train`.
+asymmetrically). BatchNorm: momentum 0.9 (PyTorch 0.1), eps 1e-5, batch statistics when `train`,
+running variance updated with the unbiased batch variance as PyTorch does
+(`ce2l_jax.models.norm.BatchNorm`). tests/test_reference.py checks every stage, eval and train
+mode, against torchvision's own classes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ce2l_jax.models.layers import max_pool
+from ce2l_jax.models.norm import BatchNorm
 
 RESNET50_BLOCKS = (3, 4, 6, 3)
 EXPANSION = 4
@@ -27,10 +31,10 @@ EXPANSION = 4
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def batch_norm(train: bool, name: str, dtype: Any = jnp.float32) -> nn.BatchNorm:
-  """A PyTorch-equivalent BatchNorm (momentum 0.9 ≡ torch 0.1, eps 1e-5)."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      name=name)
+def batch_norm(train: bool, name: str, dtype: Any = jnp.float32) -> BatchNorm:
+  """A PyTorch-equivalent BatchNorm (momentum 0.9 ≡ torch 0.1, eps 1e-5, unbiased running var)."""
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                   name=name)
 
 
 def conv(features: int, kernel: int, stride: int, name: str, dtype: Any) -> nn.Conv:
