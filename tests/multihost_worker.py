@@ -11,6 +11,12 @@ Every mode runs real project code in a fresh process, so a test can start severa
     (the re-ID and evaluate stages on synthetic_vireid/tiny in D) run in this process through
     runpy, as on a host of a multi-host job; process 0 writes the final re-ID params to P.npz.
 
+  python tests/multihost_worker.py cyclegan_stage --data_dir D --workdir W [--out P.npz]
+    `run.py --config=configs/smoke.py --stages=cyclegan` (the CycleGAN stage on
+    synthetic_vireid/tiny in D) through runpy, as on a host of a multi-host job; with
+    CE2L_KILL_AFTER_CHECKPOINT=cyclegan in the environment it exits after the first checkpoint
+    (ce2l_jax.stages' test hook). Process 0 writes the final checkpoint's four networks to P.npz.
+
   python tests/multihost_worker.py reid --workdir W --out P.npz [--num_steps 4]
       [--checkpoint_every 2] [--sleep_after 2 --sleep 0.5] [--kill_at_batch N]
       [--kill_in_save N]
@@ -274,6 +280,58 @@ def run_stage(args) -> None:
         f"local batch {local[0] if local else 0}", flush=True)
 
 
+def smoke_cyclegan_config(data_dir: str, num_devices: int = 0):
+  """configs/smoke.py's CycleGAN stage (ngf 4 at 32×16, batch 8, 4 steps, checkpoints every 2)
+  on synthetic_vireid/tiny in `data_dir`."""
+  c = smoke_config(data_dir, num_devices)
+  c.cyclegan.enabled = True
+  return c
+
+
+def save_cyclegan_params(config, workdir: str, out: str) -> None:
+  """The final CycleGAN checkpoint's four networks → `out` (process 0; keys = tree paths)."""
+  import jax
+  from ce2l_jax import parallel, stages
+  from ce2l_jax.trainers import cyclegan
+  config = stages.prepare_config(config)
+  params, step = cyclegan.restore_params(config.cyclegan, cyclegan.checkpoint_dir(workdir),
+                                         parallel.make_mesh(config.mesh.num_devices or None))
+  flat = {"params" + jax.tree_util.keystr(path): np.asarray(leaf.addressable_shards[0].data)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+  if jax.process_index() == 0:
+    tmp = out + ".tmp.npz"
+    np.savez(tmp, step=step, **flat)
+    os.replace(tmp, out)
+
+
+def run_cyclegan_stage(args) -> None:
+  """`python run.py --config=configs/smoke.py --stages=cyclegan` as a user starts it on each
+  host (run.py starts jax.distributed from the environment)."""
+  import runpy
+  import jax
+  from ce2l_jax import parallel
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  real_init = parallel.initialize_distributed
+
+  def initialize_distributed():
+    real_init()
+    announce_ready()
+
+  parallel.initialize_distributed = initialize_distributed
+  sys.argv = ["run.py", "--config=configs/smoke.py", f"--config.data.data_dir={args.data_dir}",
+              f"--workdir={args.workdir}", "--stages=cyclegan"]
+  os.chdir(repo)
+  try:
+    runpy.run_path(os.path.join(repo, "run.py"), run_name="__main__")
+  except SystemExit as e:
+    if e.code not in (0, None):
+      raise
+  if args.out:
+    save_cyclegan_params(smoke_cyclegan_config(args.data_dir), args.workdir, args.out)
+  print(f"worker {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
+        "cyclegan done", flush=True)
+
+
 # ------------------------------------------------------------------------------- TFDS build
 
 def run_build(args) -> None:
@@ -382,7 +440,7 @@ def run_convert(args) -> None:
 
 def main() -> None:
   ap = argparse.ArgumentParser()
-  ap.add_argument("mode", choices=("reid", "stage", "build", "convert"))
+  ap.add_argument("mode", choices=("reid", "stage", "cyclegan_stage", "build", "convert"))
   ap.add_argument("--workdir")
   ap.add_argument("--out", default="")
   ap.add_argument("--num_steps", type=int, default=4)
@@ -401,6 +459,8 @@ def main() -> None:
     run_reid(args)
   elif args.mode == "stage":
     run_stage(args)
+  elif args.mode == "cyclegan_stage":
+    run_cyclegan_stage(args)
   elif args.mode == "build":
     run_build(args)
   else:
