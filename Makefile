@@ -12,18 +12,26 @@ FIND_PYTHON = for p in $(PYTHON_CANDIDATES); do \
 WORKDIR ?= workdirs/demo
 PYTEST_ARGS ?=
 JOBS ?= 2
+# CUDA=1 (or 12) installs jax's CUDA 12 build, CUDA=13 the CUDA 13 one (pyproject extras cuda, cuda13).
+CUDA ?=
+comma := ,
+EXTRAS := test$(if $(filter 1 12,$(CUDA)),$(comma)cuda)$(if $(filter 13,$(CUDA)),$(comma)cuda13)
+# one stamp per set of extras, so `make venv CUDA=1` on a CPU venv installs the CUDA build
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: venv test demo bench clean-venv
 
-$(VENV)/.installed: pyproject.toml
+$(STAMP): pyproject.toml
+	@if [ -n "$(CUDA)" ] && [ -z "$(filter 1 12 13,$(CUDA))" ]; then echo "error: CUDA=$(CUDA): use CUDA=1 (CUDA 12) or CUDA=13" >&2; exit 1; fi
 	@py="$$($(FIND_PYTHON))"; \
 	if [ "$$py" = none ]; then echo "error: ce2l_jax needs Python >= 3.12 (jax >= 0.11); install one (pyenv install 3.12) and rerun make" >&2; exit 1; fi; \
 	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$py"; $$py -m venv $(VENV) || exit 1; fi
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	@$(PY) -c 'import jax; print("jax", jax.__version__, "backend:", jax.default_backend(), jax.devices())'
 	@touch $@
 
-venv: $(VENV)/.installed
+venv: $(STAMP)
 
 test: venv
 	$(PY) -m pytest -n $(JOBS) -q $(PYTEST_ARGS)

@@ -1,0 +1,335 @@
+"""Convolutions whose forward and gradients run as matrix products (im2col / col2im + `dot`).
+
+A 2-D convolution of an NHWC image x with an HWIO kernel W (kh, kw, C/G, F), strides (sh, sw)
+and zero padding is, for every output position (n, p, q) and output channel f,
+  y[n, p, q, f] = Σ_{i, j, c} xpad[n, sh·p + i, sw·q + j, c] · W[i, j, c, f].
+Gathering the kh·kw shifted, strided views of xpad side by side ("im2col") gives a matrix
+P (N·Ho·Wo, kh·kw·C) with y = P · W.reshape(kh·kw·C, F). The two gradients are then
+  ∂L/∂W = Pᵀ · dY                                  (one `dot`),
+  ∂L/∂x = col2im(dY · Wᵀ)                          (one `dot`, then the transpose of im2col:
+                                                    every column block added back at its shift).
+Groups (Caffe/AlexNet `group`) run one such product per channel group. The transposed
+convolution (PyTorch `ConvTranspose2d`, flax `ConvTranspose(transpose_kernel=True)`) is the
+input-gradient map of a strided convolution, so its forward is `col2im(x · Wᵀ)` and its
+gradients are the convolution forward and a weight product (Dumoulin & Visin 2016, "A guide to
+convolution arithmetic", §4). This is the classic Caffe lowering (Jia et al. 2014;
+Chellapilla et al. 2006), written here because XLA:CPU lowers `conv` (and especially its
+gradients) to loops far below its `dot` rate, while `dot` runs at the machine's roofline
+(docs/notes/fast_convolution.md has the per-layer measurements).
+
+`im2col` (zero `pad` + kh·kw strided `slice`s + `concatenate`) and `col2im` (kh·kw interior
+`pad`s + adds) are each other's linear transposes, and JAX transposes `slice` into `pad` and back,
+so `conv2d` / `conv_transpose2d` are plain compositions of them with `dot` whose gradients
+(`jax.grad`, and forward mode too) are again im2col/col2im and `dot`s.
+`conv2d` and `conv_transpose2d` additionally rematerialise the patches in the backward pass
+(`jax.checkpoint`), so a layer keeps its input, not the kh·kw times larger patch matrix, for the
+weight gradient.
+
+`impl` chooses the form: "matmul" (the above), "native" (`lax.conv_general_dilated`) or
+"auto" — matmul on CPU, native on GPU/TPU, where XLA's convolutions (cuDNN) are the fast path.
+The modules' `impl=None` means the process default: "auto", or the environment variable
+`CE2L_CONV_IMPL`, or what `use_impl(...)` sets while a function is traced (a function already
+compiled by `jax.jit` keeps the form it was traced with).
+The Flax modules `Conv`, `ConvTranspose` keep the parameter names and shapes of
+`flax.linen.Conv` / `ConvTranspose(transpose_kernel=True)` (`kernel` (kh, kw, C/G, F), `bias`
+(F,)), so checkpoints and the pretrained loaders work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import contextlib
+import os
+from typing import Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jnp.ndarray
+Initializer = Callable[..., Array]
+Pads = tuple[tuple[int, int], tuple[int, int]]
+IMPLS = ("auto", "matmul", "native")
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+  return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def normalize_padding(padding: Any, in_hw: Sequence[int], kernel_hw: Sequence[int],
+                      strides: Sequence[int]) -> Pads:
+  """Explicit ((top, bottom), (left, right)) from an int, (ph, pw), ((t, b), (l, r)), "VALID" or
+  "SAME" (XLA/flax SAME: the extra row/column, if any, at the bottom/right)."""
+  if isinstance(padding, str):
+    pads = lax.padtype_to_pads(tuple(in_hw), tuple(kernel_hw), tuple(strides), padding.upper())
+    return tuple((int(a), int(b)) for a, b in pads)  # type: ignore[return-value]
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  padding = tuple(padding)
+  if len(padding) == 2 and all(isinstance(p, int) for p in padding):
+    return ((padding[0], padding[0]), (padding[1], padding[1]))
+  if len(padding) == 2 and all(len(p) == 2 for p in padding):
+    return tuple((int(a), int(b)) for a, b in padding)  # type: ignore[return-value]
+  raise ValueError(f"padding must be an int, (ph, pw), ((top, bottom), (left, right)), 'SAME' or "
+                   f"'VALID'; got {padding!r}")
+
+
+_default_impl = [os.environ.get("CE2L_CONV_IMPL", "auto")]
+
+
+@contextlib.contextmanager
+def use_impl(impl: str) -> Iterator[None]:
+  """Within the block, `impl=None` convolutions trace in the form `impl`."""
+  resolve_impl(impl)
+  _default_impl.append(impl)
+  try:
+    yield
+  finally:
+    _default_impl.pop()
+
+
+def resolve_impl(impl: str | None) -> str:
+  """None → the process default; 'auto' → 'matmul' on CPU, 'native' elsewhere (GPU/TPU
+  convolutions are XLA's fast path)."""
+  if impl is None:
+    impl = _default_impl[-1]
+    if impl not in IMPLS:
+      raise ValueError(f"CE2L_CONV_IMPL={impl!r}: use one of {IMPLS}")
+  if impl not in IMPLS:
+    raise ValueError(f"conv impl must be one of {IMPLS}, got {impl!r}")
+  if impl == "auto":
+    return "matmul" if jax.default_backend() == "cpu" else "native"
+  return impl
+
+
+def _out_size(size: int, k: int, s: int, lo: int, hi: int) -> int:
+  return (size + lo + hi - k) // s + 1
+
+
+# --------------------------------------------------------------------------- im2col/col2im --
+
+
+def _im2col(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int], pads: Pads) -> Array:
+  """(N, H, W, C) → patches (N, Ho, Wo, kh·kw·C), column order (i, j, c) like an HWIO kernel."""
+  (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_hw, strides, pads
+  if pt or pb or pl or pr:
+    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+  n, h, w, c = x.shape
+  ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+  if ho < 1 or wo < 1:
+    raise ValueError(f"convolution input {h}x{w} (padded) is smaller than the {kh}x{kw} kernel")
+  cols = [lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
+                    (1, sh, sw, 1))
+          for i in range(kh) for j in range(kw)]
+  return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+def _col2im(cols: Array, in_shape: tuple[int, ...], kernel_hw: tuple[int, int],
+            strides: tuple[int, int], pads: Pads) -> Array:
+  """The linear transpose of `_im2col`: adds every (i, j) column block back at its shift."""
+  (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_hw, strides, pads
+  n, h, w, c = in_shape
+  hp, wp = h + pt + pb, w + pl + pr
+  ho, wo = cols.shape[1], cols.shape[2]
+  zero = jnp.zeros((), cols.dtype)
+  out = None
+  for idx in range(kh * kw):
+    i, j = divmod(idx, kw)
+    blk = cols[..., idx * c:(idx + 1) * c] if kh * kw > 1 else cols
+    # place blk[p, q] at row i + sh·p, column j + sw·q of the padded input
+    hi_h = hp - (i + sh * (ho - 1) + 1)
+    hi_w = wp - (j + sw * (wo - 1) + 1)
+    part = lax.pad(blk, zero, ((0, 0, 0), (i, hi_h, sh - 1), (j, hi_w, sw - 1), (0, 0, 0)))
+    out = part if out is None else out + part
+  if pt or pb or pl or pr:
+    out = lax.slice(out, (0, pt, pl, 0), (n, pt + h, pl + w, c))
+  return out
+
+
+def im2col(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int], pads: Pads) -> Array:
+  """Patches (N, Ho, Wo, kh·kw·C) of NHWC `x`. Built from `pad` and strided `slice`s, whose
+  transposes are `slice` and `pad`: JAX's gradient of `im2col` is `col2im`, and forward-mode
+  differentiation works too."""
+  return _im2col(x, kernel_hw, strides, pads)
+
+
+def col2im(cols: Array, in_shape: tuple[int, ...], kernel_hw: tuple[int, int],
+           strides: tuple[int, int], pads: Pads) -> Array:
+  """Image (in_shape) from patches: the linear transpose of `im2col` (its gradient is `im2col`)."""
+  return _col2im(cols, in_shape, kernel_hw, strides, pads)
+
+
+# ------------------------------------------------------------------------- convolutions ----
+
+
+def _matmul(a: Array, b: Array) -> Array:
+  """(..., K) · (K, F) → (..., F) as one `dot` over the flattened leading axes."""
+  lead = a.shape[:-1]
+  return jnp.dot(a.reshape(-1, a.shape[-1]), b).reshape(*lead, b.shape[-1])
+
+
+def _conv_matmul(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
+                 groups: int) -> Array:
+  kh, kw, ci, f = kernel.shape
+  co = f // groups
+  outs = []
+  for g in range(groups):
+    xg = x if groups == 1 else x[..., g * ci:(g + 1) * ci]
+    kg = kernel if groups == 1 else kernel[..., g * co:(g + 1) * co]
+    outs.append(_matmul(im2col(xg, (kh, kw), strides, pads), kg.reshape(kh * kw * ci, co)))
+  return outs[0] if groups == 1 else jnp.concatenate(outs, axis=-1)
+
+
+def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1, padding: Any = 0,
+           groups: int = 1, impl: str | None = None) -> Array:
+  """`lax.conv_general_dilated(x, kernel, strides, padding, ("NHWC", "HWIO", "NHWC"),
+  feature_group_count=groups)` in the form `impl` selects (see the module docstring).
+
+  x (N, H, W, C), kernel (kh, kw, C/groups, F); padding as in `normalize_padding`.
+  """
+  kh, kw, ci, f = kernel.shape
+  strides = _pair(strides)
+  pads = normalize_padding(padding, x.shape[1:3], (kh, kw), strides)
+  if x.shape[-1] != ci * groups or f % groups:
+    raise ValueError(f"conv2d: input channels {x.shape[-1]} / kernel {kernel.shape} do not match "
+                     f"groups={groups}")
+  if resolve_impl(impl) == "native":
+    return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN,
+                                    feature_group_count=groups)
+  if kh == kw == 1 and not any(p for pp in pads for p in pp):
+    return _conv_matmul(x, kernel, strides, pads, groups)  # no patches to rematerialise
+  return jax.checkpoint(_conv_matmul, static_argnums=(2, 3, 4))(x, kernel, strides, pads, groups)
+
+
+def _conv_transpose_matmul(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
+                           out_hw: tuple[int, int]) -> Array:
+  # flax/lax `transpose_kernel=True` with kernel K (kh, kw, F, C) is the input-gradient map of the
+  # forward convolution z (…, F) ↦ conv(z, K, strides, pads) (…, C): y = col2im(x · K_flatᵀ).
+  kh, kw, f, c = kernel.shape
+  cols = _matmul(x, kernel.reshape(kh * kw * f, c).T)
+  return col2im(cols, (x.shape[0], *out_hw, f), (kh, kw), strides, pads)
+
+
+def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
+                     padding: Any = "SAME", impl: str | None = None) -> Array:
+  """`lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  transpose_kernel=True)` — flax `ConvTranspose(transpose_kernel=True)`, PyTorch
+  `ConvTranspose2d` — in the form `impl` selects.
+
+  kernel (kh, kw, F, C) with C = x's channels; explicit padding ((lo, hi), …) means, as in
+  `lax.conv_transpose`, the padding of the stride-dilated input: PyTorch's
+  `ConvTranspose2d(k, s, p, output_padding=op)` is ((k−1−p, k−1−p+op), …).
+  """
+  kh, kw, f, c = kernel.shape
+  strides = _pair(strides)
+  if x.shape[-1] != c:
+    raise ValueError(f"conv_transpose2d: input channels {x.shape[-1]} != kernel {kernel.shape}[3]")
+  if resolve_impl(impl) == "native":
+    return lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=_DN,
+                              transpose_kernel=True)
+  pads_t = _transpose_pads(padding, x.shape[1:3], (kh, kw), strides)
+  # Output size out = (n−1)·s + 1 + lo + hi − k + 1; the forward conv it transposes pads its
+  # input (size out) by (k−1−lo, k−1−hi). A negative forward pad crops rows that the forward
+  # conv never reads: those outputs get no contribution (zeros), added back after col2im.
+  core_hw, fwd_pads, crop = [], [], []
+  for d, (k, s, (lo, hi)) in enumerate(zip((kh, kw), strides, pads_t)):
+    out = (x.shape[1 + d] - 1) * s + 1 + lo + hi - k + 1
+    plo, phi = k - 1 - lo, k - 1 - hi
+    core_hw.append(out + min(plo, 0) + min(phi, 0))
+    fwd_pads.append((max(plo, 0), max(phi, 0)))
+    crop.append((-min(plo, 0), -min(phi, 0), 0))
+  fn = lambda x, k: _conv_transpose_matmul(x, k, strides, tuple(fwd_pads), tuple(core_hw))
+  y = jax.checkpoint(fn)(x, kernel)
+  if any(v for p in crop for v in p):
+    y = lax.pad(y, jnp.zeros((), y.dtype), ((0, 0, 0), crop[0], crop[1], (0, 0, 0)))
+  return y
+
+
+def _transpose_pads(padding: Any, in_hw: Sequence[int], kernel_hw: Sequence[int],
+                    strides: Sequence[int]) -> Pads:
+  """Explicit pads of the dilated input, as `lax.conv_transpose` computes them from a string."""
+  if not isinstance(padding, str):
+    return normalize_padding(padding, in_hw, kernel_hw, strides)
+  pads = []
+  for k, s in zip(kernel_hw, strides):
+    if padding.upper() == "SAME":
+      total, lo = k + s - 2, (k - 1 if s > k - 1 else -(-(k + s - 2) // 2))
+    elif padding.upper() == "VALID":
+      total, lo = k + s - 2 + max(k - s, 0), k - 1
+    else:
+      raise ValueError(f"padding must be 'SAME', 'VALID' or explicit pairs, got {padding!r}")
+    pads.append((lo, total - lo))
+  return tuple(pads)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------- flax modules ----
+
+
+class Conv(nn.Module):
+  """Drop-in for `flax.linen.Conv` (NHWC, no dilation) with the convolution form `impl`.
+
+  Parameters: `kernel` (kh, kw, C/groups, features), `bias` (features,) — the names, shapes and
+  layout of `nn.Conv(feature_group_count=groups)`. `padding`: an int or (ph, pw) (symmetric,
+  PyTorch/Caffe `pad`), ((t, b), (l, r)), "SAME" or "VALID".
+  """
+  features: int
+  kernel_size: int | Sequence[int]
+  strides: int | Sequence[int] = 1
+  padding: Any = "SAME"
+  feature_group_count: int = 1
+  use_bias: bool = True
+  impl: str | None = None
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  bias_init: Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kh, kw = _pair(self.kernel_size)
+    g = self.feature_group_count
+    cin = x.shape[-1]
+    if cin % g or self.features % g:
+      raise ValueError(f"Conv: channels {cin}->{self.features} not divisible by groups={g}")
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, cin // g, self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    dtype = self.dtype or jnp.result_type(x, kernel)
+    y = conv2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, g, self.impl)
+    if bias is not None:
+      y = y + bias.astype(dtype)
+    return y
+
+
+class ConvTranspose(nn.Module):
+  """Drop-in for `flax.linen.ConvTranspose(..., transpose_kernel=True)` (PyTorch
+  `ConvTranspose2d` semantics) with the form `impl`; parameters `kernel` (kh, kw, features, C),
+  `bias` (features,)."""
+  features: int
+  kernel_size: int | Sequence[int]
+  strides: int | Sequence[int] = 1
+  padding: Any = "SAME"
+  use_bias: bool = True
+  impl: str | None = None
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  bias_init: Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kh, kw = _pair(self.kernel_size)
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, self.features, x.shape[-1]),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    dtype = self.dtype or jnp.result_type(x, kernel)
+    y = conv_transpose2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding,
+                         self.impl)
+    if bias is not None:
+      y = y + bias.astype(dtype)
+    return y

@@ -1,0 +1,177 @@
+"""The matmul-form convolutions (`ce2l_jax.models.conv`) against `lax.conv_general_dilated` /
+`lax.conv_transpose` and their autodiff gradients: values, input and weight gradients, to 1e-5,
+over strides, paddings (int, pairs, asymmetric, SAME, VALID), groups and transposed convolutions
+(the CycleGAN decoder's PyTorch-style k3 s2 p1 output_padding 1 among them)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from ce2l_jax.models import conv as C
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _data(shape_x, shape_k, seed=0):
+  rng = np.random.default_rng(seed)
+  return (jnp.asarray(rng.normal(size=shape_x), jnp.float32),
+          jnp.asarray(rng.normal(size=shape_k) / np.sqrt(np.prod(shape_k[:3])), jnp.float32))
+
+
+def _check(f_fast, f_ref, x, k):
+  """Values and both gradients (of a random linear functional) agree to 1e-5."""
+  y_ref = f_ref(x, k)
+  y = f_fast(x, k)
+  assert y.shape == y_ref.shape
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  ct = jnp.asarray(np.random.default_rng(1).normal(size=y_ref.shape), jnp.float32)
+  g_ref = jax.grad(lambda x, k: jnp.sum(f_ref(x, k) * ct), argnums=(0, 1))(x, k)
+  g = jax.jit(jax.grad(lambda x, k: jnp.sum(f_fast(x, k) * ct), argnums=(0, 1)))(x, k)
+  for a, b in zip(g, g_ref):
+    scale = max(1.0, float(jnp.max(jnp.abs(b))))
+    np.testing.assert_allclose(a / scale, b / scale, rtol=1e-5, atol=1e-5)
+
+
+CONV_CASES = [
+    # (N, H, W, C), (kh, kw, C/g, F), strides, padding, groups
+    ((2, 9, 8, 3), (3, 3, 3, 4), 1, 1, 1),
+    ((2, 9, 8, 3), (3, 3, 3, 4), 2, ((1, 1), (1, 1)), 1),
+    ((2, 23, 23, 3), (11, 11, 3, 5), 4, 0, 1),              # AlexNet conv1
+    ((2, 9, 9, 4), (5, 5, 2, 6), 1, 2, 2),                  # AlexNet conv2 (groups 2)
+    ((1, 7, 7, 6), (3, 3, 2, 6), 1, 1, 3),
+    ((2, 13, 10, 3), (7, 7, 3, 4), 2, 3, 1),                # ResNet stem
+    ((2, 8, 6, 5), (1, 1, 5, 7), 1, 0, 1),                  # 1×1
+    ((2, 8, 6, 5), (1, 1, 5, 7), 2, 0, 1),                  # 1×1 stride 2 (downsample)
+    ((2, 10, 8, 3), (4, 4, 3, 4), 2, 1, 1),                 # PatchGAN
+    ((2, 5, 6, 3), (4, 4, 3, 2), 1, 1, 1),                  # PatchGAN, stride 1, even kernel
+    ((2, 9, 8, 3), (3, 3, 3, 4), (2, 1), ((0, 2), (1, 0)), 1),  # asymmetric
+    ((2, 9, 8, 3), (3, 3, 3, 4), 2, "SAME", 1),
+    ((2, 9, 8, 3), (3, 3, 3, 4), 1, "VALID", 1),
+]
+
+
+@pytest.mark.parametrize("xs,ks,s,p,g", CONV_CASES)
+def test_conv2d_matches_lax(xs, ks, s, p, g):
+  x, k = _data(xs, ks)
+  pads = C.normalize_padding(p, xs[1:3], ks[:2], C._pair(s))
+  ref = lambda x, k: lax.conv_general_dilated(x, k, C._pair(s), pads, dimension_numbers=DN,
+                                              feature_group_count=g)
+  _check(lambda x, k: C.conv2d(x, k, s, p, g, impl="matmul"), ref, x, k)
+  # the native form is the reference itself
+  np.testing.assert_array_equal(C.conv2d(x, k, s, p, g, impl="native"), ref(x, k))
+
+
+TRANSPOSE_CASES = [
+    # (N, H, W, C), (kh, kw, F, C), strides, padding
+    ((2, 4, 3, 6), (3, 3, 4, 6), 2, ((1, 2), (1, 2))),     # torch k3 s2 p1 op1 (CycleGAN up)
+    ((2, 4, 3, 6), (3, 3, 4, 6), 2, "SAME"),
+    ((2, 4, 3, 6), (3, 3, 4, 6), 2, "VALID"),
+    ((2, 4, 5, 3), (4, 4, 2, 3), 2, ((2, 2), (2, 2))),     # torch k4 s2 p1
+    ((1, 5, 4, 3), (3, 3, 2, 3), 1, ((1, 1), (1, 1))),
+    ((1, 5, 4, 3), (3, 3, 2, 3), 2, ((0, 0), (3, 1))),     # crops (lo, hi outside [0, k−1])
+    ((1, 5, 4, 3), (3, 3, 2, 3), 3, ((4, -1), (2, 2))),
+]
+
+
+@pytest.mark.parametrize("xs,ks,s,p", TRANSPOSE_CASES)
+def test_conv_transpose2d_matches_lax(xs, ks, s, p):
+  x, k = _data(xs, ks)
+  ref = lambda x, k: lax.conv_transpose(x, k, C._pair(s), p, dimension_numbers=DN,
+                                        transpose_kernel=True)
+  _check(lambda x, k: C.conv_transpose2d(x, k, s, p, impl="matmul"), ref, x, k)
+
+
+def test_im2col_col2im_are_transposes():
+  """⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 7, 6, 3)), jnp.float32)
+  args = ((3, 3), (2, 2), ((1, 0), (1, 1)))
+  cols = C.im2col(x, *args)
+  c = jnp.asarray(rng.normal(size=cols.shape), jnp.float32)
+  np.testing.assert_allclose(jnp.vdot(cols, c), jnp.vdot(x, C.col2im(c, x.shape, *args)),
+                             rtol=1e-5)
+  # JAX's gradient of im2col is col2im (and forward mode works through both)
+  np.testing.assert_allclose(jax.vjp(lambda x: C.im2col(x, *args), x)[1](c)[0],
+                             C.col2im(c, x.shape, *args), rtol=1e-6, atol=1e-6)
+  jax.jvp(lambda x: C.conv2d(x, jnp.ones((3, 3, 3, 2)), 2, 1, impl="matmul"), (x,), (x,))
+
+
+@pytest.mark.parametrize("impl", ["matmul", "native"])
+def test_modules_are_drop_ins(impl):
+  """Same parameter tree as flax's Conv / ConvTranspose(transpose_kernel=True), same outputs."""
+  x, _ = _data((2, 8, 6, 4), (1, 1, 1, 1))
+  pairs = [
+      (nn.Conv(6, (3, 3), (2, 2), padding=((1, 1), (1, 1))),
+       C.Conv(6, (3, 3), (2, 2), padding=((1, 1), (1, 1)), impl=impl)),
+      (nn.Conv(6, (5, 5), padding=2, feature_group_count=2, use_bias=False),
+       C.Conv(6, 5, padding=2, feature_group_count=2, use_bias=False, impl=impl)),
+      (nn.Conv(6, (3, 3), padding="VALID"), C.Conv(6, (3, 3), padding="VALID", impl=impl)),
+      (nn.ConvTranspose(5, (3, 3), (2, 2), padding=((1, 2), (1, 2)), transpose_kernel=True),
+       C.ConvTranspose(5, (3, 3), (2, 2), padding=((1, 2), (1, 2)), impl=impl)),
+  ]
+  for ref, fast in pairs:
+    v = ref.init(jax.random.key(0), x)
+    v2 = fast.init(jax.random.key(0), x)
+    assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, v2)
+    np.testing.assert_allclose(fast.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_is_matmul_on_cpu_and_bad_impl_is_one_line():
+  assert C.resolve_impl("auto") == ("matmul" if jax.default_backend() == "cpu" else "native")
+  with pytest.raises(ValueError, match="impl must be one of"):
+    C.resolve_impl("fast")
+
+
+def _grads_under(impl, fn, params):
+  with C.use_impl(impl):  # traced (and jitted) afresh under each form
+    return jax.jit(jax.value_and_grad(fn, has_aux=True))(params)
+
+
+def _assert_trees_close(a, b, tol=1e-5):
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    scale = max(1.0, float(jnp.max(jnp.abs(y))))
+    np.testing.assert_allclose(x / scale, y / scale, rtol=tol, atol=tol,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("name,hw", [("alexnet_tiny", (67, 67)), ("resnet_tiny", (64, 32))])
+def test_reid_models_equal_native_forms(name, hw):
+  """Train-mode outputs and parameter gradients of the re-ID models, matmul vs native convs."""
+  from ce2l_jax.models import create_reid_model, init_reid_variables
+  model = create_reid_model(name, 7)
+  v = init_reid_variables(model, jax.random.key(0), *hw)
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, *hw, 3)), jnp.float32)
+
+  def fn(params):
+    (emb, out), _ = model.apply({"params": params, "batch_stats": v["batch_stats"]}, images,
+                                train=True, rngs={"dropout": jax.random.key(1)},
+                                mutable=["batch_stats"])
+    return jnp.sum(out["logits"] ** 2) + jnp.sum(jnp.sin(emb)), out["logits"]
+
+  (l_m, y_m), g_m = _grads_under("matmul", fn, v["params"])
+  (l_n, y_n), g_n = _grads_under("native", fn, v["params"])
+  np.testing.assert_allclose(y_m, y_n, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(l_m, l_n, rtol=1e-5)
+  _assert_trees_close(g_m, g_n)
+
+
+def test_cyclegan_models_equal_native_forms():
+  """Generator and PatchGAN outputs and gradients (parameters and input), matmul vs native."""
+  from ce2l_jax.models import cyclegan as cg
+  gen, disc = cg.ResnetGenerator(ngf=4, n_blocks=1), cg.PatchDiscriminator(ndf=4, n_layers=3)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 16, 3)), jnp.float32)
+  xd = jnp.asarray(np.random.default_rng(1).normal(size=(1, 64, 32, 3)), jnp.float32)
+  pg = gen.init(jax.random.key(0), x)["params"]
+  pd = disc.init(jax.random.key(1), xd)["params"]
+
+  def fn(p):
+    y, d = gen.apply({"params": p[0]}, p[2]), disc.apply({"params": p[1]}, xd)
+    return jnp.sum(jnp.sin(3 * y)) + jnp.sum(d ** 2), (y, d)
+
+  (l_m, out_m), g_m = _grads_under("matmul", fn, (pg, pd, x))
+  (l_n, out_n), g_n = _grads_under("native", fn, (pg, pd, x))
+  _assert_trees_close(out_m, out_n)
+  _assert_trees_close(g_m, g_n)
