@@ -243,8 +243,8 @@ LAYERS = {  # name: (x shape at batch n, kernel, stride, padding, groups, needs 
 }
 
 
-def bench_layers(batch: int, repeats: int) -> None:
-  """fwd and fwd+bwd CPU seconds of each layer shape, native vs matmul, in this process."""
+def bench_layers(batch: int, repeats: int, forms: list[str], only: str = "") -> None:
+  """fwd and fwd+bwd CPU seconds of each layer shape in each conv form, in this process."""
   import jax
   import jax.numpy as jnp
 
@@ -252,10 +252,13 @@ def bench_layers(batch: int, repeats: int) -> None:
   rng = np.random.default_rng(0)
   d = dot_rate()
   print(f"float32 2048² dot: {d[0]:.0f} GFLOP/s wall, {d[1]:.0f} GFLOP per CPU-second")
-  print(f"\n| layer (batch {batch}) | GFLOP fwd | native fwd | native fwd+bwd | matmul fwd | "
-        "matmul fwd+bwd | fwd+bwd speed-up | matmul GFLOP/CPU-s |")
-  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+  head = " | ".join(f"{f} fwd | {f} fwd+bwd" for f in forms)
+  print(f"\n| layer (batch {batch}) | GFLOP fwd | {head} | fwd+bwd {forms[0]} / {forms[-1]} | "
+        f"{forms[-1]} fwd+bwd GFLOP/CPU-s |")
+  print("| --- | ---: |" + " ---: | ---: |" * len(forms) + " ---: | ---: |")
   for name, (xs, ks, s, p, g, dx) in LAYERS.items():
+    if only and not any(o in name for o in only.split(",")):
+      continue
     x = jnp.asarray(rng.normal(size=xs(batch)), jnp.float32)
     k = jnp.asarray(rng.normal(size=ks), jnp.float32) * 0.05
     if g == 0:  # transposed
@@ -268,17 +271,17 @@ def bench_layers(batch: int, repeats: int) -> None:
       flops = 2 * np.prod(y_shape) * ks[0] * ks[1] * ks[2]
     ct = jnp.ones(y_shape, jnp.float32)
     row = []
-    for impl in ("native", "matmul"):
+    for impl in forms:
       f = jax.jit(lambda x, k, impl=impl: fn(x, k, impl))
       gf = jax.jit(jax.grad(lambda x, k, impl=impl: jnp.vdot(fn(x, k, impl), ct),
                             argnums=(0, 1) if dx else 1))
       row += [_timed(lambda: f(x, k), repeats)[1], _timed(lambda: gf(x, k), repeats)[1]]
     fb = flops * (3 if dx else 2)
-    print(f"| {name} | {flops / 1e9:.2f} | {row[0]:.3f} | {row[1]:.3f} | {row[2]:.3f} | "
-          f"{row[3]:.3f} | {row[1] / row[3]:.2f}× | {fb / row[3] / 1e9:.0f} |", flush=True)
-  print("\n(CPU seconds per call, best of the medians; fwd+bwd = forward + weight gradient "
-        "(+ input gradient where the network needs it); load average "
-        f"{os.getloadavg()[0]:.1f})")
+    cells = " | ".join(f"{v:.3f}" for v in row)
+    print(f"| {name} | {flops / 1e9:.2f} | {cells} | {row[1] / row[-1]:.2f}× | "
+          f"{fb / row[-1] / 1e9:.0f} |", flush=True)
+  print("\n(CPU seconds per call, median; fwd+bwd = forward + weight gradient (+ input gradient "
+        f"where the network needs it); load average {os.getloadavg()[0]:.1f})")
 
 
 # ------------------------------------------------------------------------------ main ----
@@ -305,6 +308,7 @@ def main() -> None:
                  help="a Python with torch + torchvision for the PyTorch twin column")
   p.add_argument("--layers", action="store_true", help="the per-layer conv table instead")
   p.add_argument("--layer_batch", type=int, default=8)
+  p.add_argument("--layer_filter", default="", help="comma-separated substrings of layer names")
   p.add_argument("--json", default="")
   p.add_argument("--_one", default="", help=argparse.SUPPRESS)
   args = p.parse_args()
@@ -314,7 +318,7 @@ def main() -> None:
     return
   print(f"Machine: {machine()}")
   if args.layers:
-    bench_layers(args.layer_batch, args.steps)
+    bench_layers(args.layer_batch, args.steps, args.forms.split(","), args.layer_filter)
     return
   t0 = time.perf_counter()
   rows, twins = [], {}

@@ -53,13 +53,14 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.parametrize("impl", ["mixed", "matmul"])
 @pytest.mark.parametrize("xs,ks,s,p,g", CONV_CASES)
-def test_conv2d_matches_lax(xs, ks, s, p, g):
+def test_conv2d_matches_lax(xs, ks, s, p, g, impl):
   x, k = _data(xs, ks)
   pads = C.normalize_padding(p, xs[1:3], ks[:2], C._pair(s))
   ref = lambda x, k: lax.conv_general_dilated(x, k, C._pair(s), pads, dimension_numbers=DN,
                                               feature_group_count=g)
-  _check(lambda x, k: C.conv2d(x, k, s, p, g, impl="matmul"), ref, x, k)
+  _check(lambda x, k: C.conv2d(x, k, s, p, g, impl=impl), ref, x, k)
   # the native form is the reference itself
   np.testing.assert_array_equal(C.conv2d(x, k, s, p, g, impl="native"), ref(x, k))
 
@@ -76,12 +77,13 @@ TRANSPOSE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("impl", ["mixed", "matmul"])
 @pytest.mark.parametrize("xs,ks,s,p", TRANSPOSE_CASES)
-def test_conv_transpose2d_matches_lax(xs, ks, s, p):
+def test_conv_transpose2d_matches_lax(xs, ks, s, p, impl):
   x, k = _data(xs, ks)
   ref = lambda x, k: lax.conv_transpose(x, k, C._pair(s), p, dimension_numbers=DN,
                                         transpose_kernel=True)
-  _check(lambda x, k: C.conv_transpose2d(x, k, s, p, impl="matmul"), ref, x, k)
+  _check(lambda x, k: C.conv_transpose2d(x, k, s, p, impl=impl), ref, x, k)
 
 
 def test_im2col_col2im_are_transposes():

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import contextlib
+import functools
 import os
 from typing import Iterator
 
@@ -51,7 +52,7 @@ from jax import lax
 Array = jnp.ndarray
 Initializer = Callable[..., Array]
 Pads = tuple[tuple[int, int], tuple[int, int]]
-IMPLS = ("auto", "matmul", "native")
+IMPLS = ("auto", "mixed", "matmul", "native")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
@@ -113,7 +114,11 @@ def _out_size(size: int, k: int, s: int, lo: int, hi: int) -> int:
 
 
 def _im2col(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int], pads: Pads) -> Array:
-  """(N, H, W, C) → patches (N, Ho, Wo, kh·kw·C), column order (i, j, c) like an HWIO kernel."""
+  """(N, H, W, C) → patches (N, Ho, Wo, kh·kw·C), column order (i, j, c) like an HWIO kernel.
+
+  Separable: the kw column shifts first ((N, Hp, Wo, kw·C)), then the kh row shifts of that, so
+  each `concatenate` has k operands, not k² (121 for an 11×11 kernel).
+  """
   (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_hw, strides, pads
   if pt or pb or pl or pr:
     x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
@@ -121,32 +126,39 @@ def _im2col(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int], pads
   ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
   if ho < 1 or wo < 1:
     raise ValueError(f"convolution input {h}x{w} (padded) is smaller than the {kh}x{kw} kernel")
-  cols = [lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
-                    (1, sh, sw, 1))
-          for i in range(kh) for j in range(kw)]
-  return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+  cat = lambda xs: xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1)
+  x = cat([lax.slice(x, (0, 0, j, 0), (n, h, j + sw * (wo - 1) + 1, c), (1, 1, sw, 1))
+           for j in range(kw)])
+  return cat([lax.slice(x, (0, i, 0, 0), (n, i + sh * (ho - 1) + 1, wo, kw * c), (1, sh, 1, 1))
+              for i in range(kh)])
 
 
 def _col2im(cols: Array, in_shape: tuple[int, ...], kernel_hw: tuple[int, int],
             strides: tuple[int, int], pads: Pads) -> Array:
-  """The linear transpose of `_im2col`: adds every (i, j) column block back at its shift."""
+  """The linear transpose of `_im2col`: adds every column block back at its shift (rows, then
+  columns)."""
   (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_hw, strides, pads
   n, h, w, c = in_shape
   hp, wp = h + pt + pb, w + pl + pr
   ho, wo = cols.shape[1], cols.shape[2]
   zero = jnp.zeros((), cols.dtype)
-  out = None
-  for idx in range(kh * kw):
-    i, j = divmod(idx, kw)
-    blk = cols[..., idx * c:(idx + 1) * c] if kh * kw > 1 else cols
-    # place blk[p, q] at row i + sh·p, column j + sw·q of the padded input
-    hi_h = hp - (i + sh * (ho - 1) + 1)
-    hi_w = wp - (j + sw * (wo - 1) + 1)
-    part = lax.pad(blk, zero, ((0, 0, 0), (i, hi_h, sh - 1), (j, hi_w, sw - 1), (0, 0, 0)))
-    out = part if out is None else out + part
+
+  def add_shifted(blocks, axis, size, stride, n_out):
+    out = None
+    for i, blk in enumerate(blocks):
+      cfg = [(0, 0, 0)] * 4
+      cfg[axis] = (i, size - (i + stride * (n_out - 1) + 1), stride - 1)
+      part = lax.pad(blk, zero, cfg)
+      out = part if out is None else out + part
+    return out
+
+  split = lambda a, k: [a] if k == 1 else [a[..., i * (a.shape[-1] // k):(i + 1) * (a.shape[-1] // k)]
+                                           for i in range(k)]
+  x = add_shifted(split(cols, kh), 1, hp, sh, ho)        # (N, Hp, Wo, kw·C)
+  x = add_shifted(split(x, kw), 2, wp, sw, wo)           # (N, Hp, Wp, C)
   if pt or pb or pl or pr:
-    out = lax.slice(out, (0, pt, pl, 0), (n, pt + h, pl + w, c))
-  return out
+    x = lax.slice(x, (0, pt, pl, 0), (n, pt + h, pl + w, c))
+  return x
 
 
 def im2col(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int], pads: Pads) -> Array:
@@ -183,6 +195,134 @@ def _conv_matmul(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
   return outs[0] if groups == 1 else jnp.concatenate(outs, axis=-1)
 
 
+# The "mixed" form: three primitives, each in the form that is fast on XLA:CPU, and a custom VJP
+# that wires them. For a convolution y = F(x, K):  ∂x = B(∂y, K), ∂K = W(x, ∂y); for the
+# transposed convolution y = B(x, K):  ∂x = F(∂y, K), ∂K = W(∂y, x).
+
+def _groups(a: Array, g: int, n: int) -> list[Array]:
+  """The g channel groups of `a` (last axis), each n wide."""
+  return [a] if g == 1 else [a[..., i * n:(i + 1) * n] for i in range(g)]
+
+
+def _cat(xs: list[Array]) -> Array:
+  return xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1)
+
+
+def _is_pointwise(kernel_hw, pads) -> bool:
+  return tuple(kernel_hw) == (1, 1) and not any(p for pp in pads for p in pp)
+
+
+def _fwd_prim(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
+              groups: int) -> Array:
+  """F: the forward convolution, one XLA convolution per group (XLA:CPU's forward convolution
+  is fast; its `feature_group_count` form is not); a 1×1 convolution is one `dot`."""
+  kh, kw, ci, f = kernel.shape
+  co = f // groups
+  outs = []
+  for xg, kg in zip(_groups(x, groups, ci), _groups(kernel, groups, co)):
+    if _is_pointwise((kh, kw), pads):
+      outs.append(_matmul(xg[:, ::strides[0], ::strides[1]], kg.reshape(ci, co)))
+    else:
+      outs.append(lax.conv_general_dilated(xg, kg, strides, pads, dimension_numbers=_DN))
+  return _cat(outs)
+
+
+def _bwd_prim(dy: Array, kernel: Array, x_shape: tuple[int, ...], strides: tuple[int, int],
+              pads: Pads, groups: int) -> Array:
+  """B: ∂x of F for output cotangent ∂y. Stride 1: the forward convolution of ∂y with the
+  flipped, transposed kernel (the fast XLA path); strided: col2im(∂y · Kᵀ) (XLA's own form
+  dilates ∂y, which XLA:CPU runs slowly)."""
+  kh, kw, ci, f = kernel.shape
+  co = f // groups
+  (pt, pb), (pl, pr) = pads
+  outs = []
+  for dyg, kg in zip(_groups(dy, groups, co), _groups(kernel, groups, co)):
+    if _is_pointwise((kh, kw), pads) and strides == (1, 1):
+      outs.append(_matmul(dyg, kg.reshape(ci, co).T))
+    elif strides == (1, 1) and max(pt, pb) <= kh - 1 and max(pl, pr) <= kw - 1:
+      kt = jnp.flip(kg, (0, 1)).transpose(0, 1, 3, 2)
+      outs.append(lax.conv_general_dilated(
+          dyg, kt, (1, 1), ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)),
+          dimension_numbers=_DN))
+    else:  # col2im: ∂x = Σ_ij shift_ij(∂y · K[i, j]ᵀ), one `dot` per tap, added in one pass
+      n, h, w = x_shape[:3]
+      hp, wp = h + pt + pb, w + pl + pr
+      ho, wo = dyg.shape[1:3]
+      zero = jnp.zeros((), dy.dtype)
+      acc = None
+      for i in range(kh):
+        for j in range(kw):
+          part = lax.pad(_matmul(dyg, kg[i, j].T), zero,
+                         ((0, 0, 0), (i, hp - (i + strides[0] * (ho - 1) + 1), strides[0] - 1),
+                          (j, wp - (j + strides[1] * (wo - 1) + 1), strides[1] - 1), (0, 0, 0)))
+          acc = part if acc is None else acc + part
+      outs.append(lax.slice(acc, (0, pt, pl, 0), (n, pt + h, pl + w, ci)))
+  return _cat(outs)
+
+
+def _shifted_views(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
+                   pads: Pads) -> list[Array]:
+  """The kh·kw views xpad[:, i::sh, j::sw][:Ho, :Wo] (each a contiguous (N, Ho, Wo, C) copy)."""
+  (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_hw, strides, pads
+  if pt or pb or pl or pr:
+    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+  n, h, w, c = x.shape
+  ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+  return [lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
+                    (1, sh, sw, 1)) for i in range(kh) for j in range(kw)]
+
+
+def _wgrad_prim(x: Array, dy: Array, kernel_shape: tuple[int, ...], strides: tuple[int, int],
+                pads: Pads, groups: int) -> Array:
+  """W: ∂K of F. ∂K[i, j] = view_ij(x)ᵀ · ∂y: kh·kw `dot`s contracting N·Ho·Wo, per group (the
+  im2col product split by kernel tap, so no patch matrix is assembled)."""
+  kh, kw, ci, f = kernel_shape
+  co = f // groups
+  outs = []
+  for xg, dyg in zip(_groups(x, groups, ci), _groups(dy, groups, co)):
+    taps = [lax.dot_general(v, dyg, (((0, 1, 2), (0, 1, 2)), ((), ())))
+            for v in _shifted_views(xg, (kh, kw), strides, pads)]
+    outs.append(jnp.stack(taps).reshape(kh, kw, ci, co))
+  return _cat(outs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_mixed(x, kernel, strides, pads, groups):
+  return _fwd_prim(x, kernel, strides, pads, groups)
+
+
+def _conv_mixed_fwd(x, kernel, strides, pads, groups):
+  return _fwd_prim(x, kernel, strides, pads, groups), (x, kernel)
+
+
+def _conv_mixed_bwd(strides, pads, groups, res, dy):
+  x, kernel = res
+  return (_bwd_prim(dy, kernel, x.shape, strides, pads, groups).astype(x.dtype),
+          _wgrad_prim(x, dy, kernel.shape, strides, pads, groups).astype(kernel.dtype))
+
+
+_conv_mixed.defvjp(_conv_mixed_fwd, _conv_mixed_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_transpose_mixed(x, kernel, strides, pads, y_shape):
+  # flax/lax `transpose_kernel=True`, kernel K (kh, kw, F, C): y = B(x, K) for F: (…, F) → (…, C)
+  return _bwd_prim(x, kernel, y_shape, strides, pads, 1)
+
+
+def _conv_transpose_mixed_fwd(x, kernel, strides, pads, y_shape):
+  return _bwd_prim(x, kernel, y_shape, strides, pads, 1), (x, kernel)
+
+
+def _conv_transpose_mixed_bwd(strides, pads, y_shape, res, dy):
+  x, kernel = res
+  return (_fwd_prim(dy, kernel, strides, pads, 1).astype(x.dtype),
+          _wgrad_prim(dy, x, kernel.shape, strides, pads, 1).astype(kernel.dtype))
+
+
+_conv_transpose_mixed.defvjp(_conv_transpose_mixed_fwd, _conv_transpose_mixed_bwd)
+
+
 def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1, padding: Any = 0,
            groups: int = 1, impl: str | None = None) -> Array:
   """`lax.conv_general_dilated(x, kernel, strides, padding, ("NHWC", "HWIO", "NHWC"),
@@ -196,9 +336,12 @@ def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1, padding: A
   if x.shape[-1] != ci * groups or f % groups:
     raise ValueError(f"conv2d: input channels {x.shape[-1]} / kernel {kernel.shape} do not match "
                      f"groups={groups}")
-  if resolve_impl(impl) == "native":
+  form = resolve_impl(impl)
+  if form == "native":
     return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN,
                                     feature_group_count=groups)
+  if form == "mixed":
+    return _conv_mixed(x, kernel, strides, pads, groups)
   if kh == kw == 1 and not any(p for pp in pads for p in pp):
     return _conv_matmul(x, kernel, strides, pads, groups)  # no patches to rematerialise
   return jax.checkpoint(_conv_matmul, static_argnums=(2, 3, 4))(x, kernel, strides, pads, groups)
@@ -241,8 +384,11 @@ def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
     core_hw.append(out + min(plo, 0) + min(phi, 0))
     fwd_pads.append((max(plo, 0), max(phi, 0)))
     crop.append((-min(plo, 0), -min(phi, 0), 0))
-  fn = lambda x, k: _conv_transpose_matmul(x, k, strides, tuple(fwd_pads), tuple(core_hw))
-  y = jax.checkpoint(fn)(x, kernel)
+  if resolve_impl(impl) == "mixed":
+    y = _conv_transpose_mixed(x, kernel, strides, tuple(fwd_pads), (x.shape[0], *core_hw, f))
+  else:
+    fn = lambda x, k: _conv_transpose_matmul(x, k, strides, tuple(fwd_pads), tuple(core_hw))
+    y = jax.checkpoint(fn)(x, kernel)
   if any(v for p in crop for v in p):
     y = lax.pad(y, jnp.zeros((), y.dtype), ((0, 0, 0), crop[0], crop[1], (0, 0, 0)))
   return y
