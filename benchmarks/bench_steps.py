@@ -13,15 +13,16 @@ Networks (the paper's shapes; CPU-sized batches, see the flags):
   step, Adam — the trainer's step minus the history pools.
 The re-ID step is forward + backward of the model on a paired batch + CE²L's loss
 (`ce2l_total_loss`) + SGD with momentum. Each (net, form) runs in its own subprocess, so its peak
-RSS is its own; `form` is the convolution form (`CE2L_CONV_IMPL`: `matmul` = im2col + dot,
-`native` = XLA's convolutions; `native` also uses the plain max-pool / grouped-conv layers, i.e.
-the project before issue 15).
+RSS is its own; `form` is the convolution form (`CE2L_CONV_IMPL`, see `ce2l_jax.models.conv`:
+`mixed` = the CPU default, XLA forward + gradients as dots; `matmul` = im2col + dot throughout;
+`native` = XLA's convolutions and their autodiff gradients, with the plain max-pool /
+grouped-conv layers too, i.e. the project before issue 15).
 
 Printed per row, all from one process: img/s (both modalities / domains), step time (median of
 `--steps` after one warm-up) and its CPU time, the forward time (the same loss without the
 gradient, jitted alone) and backward+update = step − forward, the step's FLOPs from XLA's
-`cost_analysis()` (of the matmul form for both forms, so that the rates compare the same work;
-each form's own count is in the JSON), achieved GFLOP/s, the float32 2048² `dot` GFLOP/s measured
+`cost_analysis()` (of the first form run, for every form, so that the rates compare the same
+work; each form's own count is in the JSON), achieved GFLOP/s, the float32 2048² `dot` GFLOP/s measured
 in the same process just before and after the step, and their ratio (wall clock, and CPU time:
 FLOPs per CPU-second over the dot's FLOPs per CPU-second — the steadier figure on a shared
 machine). With `--torch_python` (an interpreter with torch + torchvision, e.g. a separate venv)
@@ -46,7 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 NETS = ("alexnet", "resnet", "cyclegan")
-FORMS = ("matmul", "native")
+FORMS = ("mixed", "matmul", "native")
 NUM_CLASSES = 395  # SYSU-MM01's training identities
 
 
@@ -299,7 +300,7 @@ def _subprocess(cmd: list[str], env: dict | None = None) -> dict | None:
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--nets", default=",".join(NETS))
-  p.add_argument("--forms", default=",".join(FORMS))
+  p.add_argument("--forms", default="mixed,native", help=f"conv forms among {FORMS}")
   p.add_argument("--alexnet_batch", type=int, default=16, help="images per modality")
   p.add_argument("--resnet_batch", type=int, default=8, help="images per modality")
   p.add_argument("--cyclegan_batch", type=int, default=2, help="images per domain")
@@ -339,7 +340,10 @@ def main() -> None:
       if r:
         twins[net] = r
         print(f"  {net} torch: {r['step_s']:.2f} s/step", file=sys.stderr, flush=True)
-  useful = {r["net"]: r["gflop"] for r in rows if r["form"] == "matmul"}
+  useful = {}
+  for r in rows:
+    useful.setdefault(r["net"], r["gflop"])
+  rows_of = lambda net: [r for r in rows if r["net"] == net]
   print(f"\n## Train steps, median of {args.steps} after one warm-up\n")
   print("| net | conv form | batch | step s (CPU s) | img/s | fwd s | bwd+update s | GFLOP/step | "
         "GFLOP/s | dot GFLOP/s | ratio | ratio (CPU time) | peak RSS | load | PyTorch img/s "
@@ -351,7 +355,7 @@ def main() -> None:
     rate = gflop / r["step_s"]
     rate_cpu = gflop / r["step_cpu_s"]
     tw = twins.get(r["net"])
-    tcol = (f"{tw['img_s']:.2f} ({tw['dot_gflops']:.0f})" if tw and r["form"] == "matmul"
+    tcol = (f"{tw['img_s']:.2f} ({tw['dot_gflops']:.0f})" if tw and r is rows_of(r["net"])[0]
             else "")
     print(f"| {r['net']} | {r['form']} | {r['batch']}+{r['batch']} | {r['step_s']:.2f} "
           f"({r['step_cpu_s']:.2f}) | {r['images_per_step'] / r['step_s']:.2f} | "
@@ -359,7 +363,7 @@ def main() -> None:
           f"{r['dot_gflops']:.0f} | {rate / r['dot_gflops']:.0%} | "
           f"{rate_cpu / r['dot_gflops_cpu']:.0%} | {r['peak_rss_gb']:.1f} GiB | {r['load']:.1f} | "
           f"{tcol} |")
-  print(f"\nGFLOP/step: XLA cost analysis of the matmul-form step (the same work for both forms); "
+  print(f"\nGFLOP/step: XLA cost analysis of the net's first form (the same work for every form); "
         f"total {time.perf_counter() - t0:.0f} s")
   if args.json:
     with open(args.json + ".tmp", "w") as f:

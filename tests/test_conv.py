@@ -122,7 +122,7 @@ def test_modules_are_drop_ins(impl):
 
 
 def test_auto_is_matmul_on_cpu_and_bad_impl_is_one_line():
-  assert C.resolve_impl("auto") == ("matmul" if jax.default_backend() == "cpu" else "native")
+  assert C.resolve_impl("auto") == ("mixed" if jax.default_backend() == "cpu" else "native")
   with pytest.raises(ValueError, match="impl must be one of"):
     C.resolve_impl("fast")
 

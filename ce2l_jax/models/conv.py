@@ -25,8 +25,23 @@ so `conv2d` / `conv_transpose2d` are plain compositions of them with `dot` whose
 (`jax.checkpoint`), so a layer keeps its input, not the kh·kw times larger patch matrix, for the
 weight gradient.
 
-`impl` chooses the form: "matmul" (the above), "native" (`lax.conv_general_dilated`) or
-"auto" — matmul on CPU, native on GPU/TPU, where XLA's convolutions (cuDNN) are the fast path.
+Measured on XLA:CPU (docs/notes/fast_convolution.md): the *forward* convolution is fast (its
+Eigen kernel does its own packing, faster than an XLA-assembled patch matrix), while the
+gradients are slow — the weight gradient and the input gradient of strided convolutions
+(XLA dilates ∂y) run 3–10× below the `dot` rate, and `feature_group_count` costs as much as
+a dense convolution. Hence the forms `impl` chooses from:
+- "mixed" (a `jax.custom_vjp`, the default on CPU): forward = XLA's convolution, one per
+  group (1×1: one `dot`); ∂x = for stride 1 the forward convolution of ∂y with the flipped,
+  transposed kernel (XLA's fast path), for strides > 1 col2im of one `dot` per kernel tap;
+  ∂K[i, j] = view_ij(x)ᵀ · ∂y, one `dot` per kernel tap (the im2col product split by tap, no
+  patch matrix). The transposed convolution is wired the other way round (forward = the ∂x map,
+  ∂x = the forward convolution). Forward-mode differentiation (`jax.jvp`) is not defined for it.
+- "matmul": everything through the patch matrix (forward included), built from `pad`, strided
+  `slice`s and `concatenate` — linear maps JAX transposes itself, so forward mode works too;
+  the patches are rematerialised in the backward pass (`jax.checkpoint`).
+- "native": `lax.conv_general_dilated` / `lax.conv_transpose` and JAX's own gradients.
+- "auto": "mixed" on CPU, "native" on GPU/TPU, where XLA's convolutions (cuDNN) are the fast
+  path.
 The modules' `impl=None` means the process default: "auto", or the environment variable
 `CE2L_CONV_IMPL`, or what `use_impl(...)` sets while a function is traced (a function already
 compiled by `jax.jit` keeps the form it was traced with).
@@ -93,7 +108,7 @@ def use_impl(impl: str) -> Iterator[None]:
 
 
 def resolve_impl(impl: str | None) -> str:
-  """None → the process default; 'auto' → 'matmul' on CPU, 'native' elsewhere (GPU/TPU
+  """None → the process default; 'auto' → 'mixed' on CPU, 'native' elsewhere (GPU/TPU
   convolutions are XLA's fast path)."""
   if impl is None:
     impl = _default_impl[-1]
@@ -102,7 +117,7 @@ def resolve_impl(impl: str | None) -> str:
   if impl not in IMPLS:
     raise ValueError(f"conv impl must be one of {IMPLS}, got {impl!r}")
   if impl == "auto":
-    return "matmul" if jax.default_backend() == "cpu" else "native"
+    return "mixed" if jax.default_backend() == "cpu" else "native"
   return impl
 
 
