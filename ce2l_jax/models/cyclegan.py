@@ -14,9 +14,7 @@ but the first, a 1-channel patch map out. Instance norm has no affine parameters
 conv has a bias, as in the reference (`norm='instance'`), so the ngf=64 ResNet-9 generator has
 11,378,179 parameters and the ndf=64 PatchGAN 2,764,737. Weights are N(0, 0.02), biases 0.
 
-Images are NHWC floats in [-1, 1]. No loss code here (see `ce2l_jax.losses`). `Conv` /
-`ConvTranspose` are flax's (same parameters) in the process's default form
-(`ce2l_jax.models.conv`: im2col/col2im + dot on CPU, XLA's convolutions on GPU).
+Images are NHWC floats in [-1, 1]. No loss code here (see `ce2l_jax.losses`).
 """
 
 from __future__ import annotations
@@ -27,8 +25,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from ce2l_jax.models.conv import Conv, ConvTranspose
 
 ROLES = ("gen_rgb2ir", "gen_ir2rgb", "disc_rgb", "disc_ir")
 
@@ -50,9 +46,9 @@ class ResnetBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     init = nn.initializers.normal(self.init_std)
-    y = Conv(self.features, (3, 3), padding="VALID", kernel_init=init)(_reflect_pad(x, 1))
+    y = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=init)(_reflect_pad(x, 1))
     y = nn.relu(_instance_norm()(y))
-    y = Conv(self.features, (3, 3), padding="VALID", kernel_init=init)(_reflect_pad(y, 1))
+    y = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=init)(_reflect_pad(y, 1))
     return x + _instance_norm()(y)
 
 
@@ -66,19 +62,19 @@ class ResnetGenerator(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     init = nn.initializers.normal(self.init_std)
-    h = Conv(self.ngf, (7, 7), padding="VALID", kernel_init=init, name="stem")(_reflect_pad(x, 3))
+    h = nn.Conv(self.ngf, (7, 7), padding="VALID", kernel_init=init, name="stem")(_reflect_pad(x, 3))
     h = nn.relu(_instance_norm()(h))
     for i in range(2):  # downsampling: ngf → 2ngf → 4ngf, H/4 × W/4
-      h = Conv(self.ngf * 2 ** (i + 1), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+      h = nn.Conv(self.ngf * 2 ** (i + 1), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
                   kernel_init=init, name=f"down{i}")(h)
       h = nn.relu(_instance_norm()(h))
     for i in range(self.n_blocks):
       h = ResnetBlock(self.ngf * 4, self.init_std, name=f"block{i}")(h)
     for i in range(2):  # upsampling, torch ConvTranspose2d(k=3, s=2, p=1, output_padding=1)
-      h = ConvTranspose(self.ngf * 2 ** (1 - i), (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
-                        kernel_init=init, name=f"up{i}")(h)
+      h = nn.ConvTranspose(self.ngf * 2 ** (1 - i), (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
+                           kernel_init=init, transpose_kernel=True, name=f"up{i}")(h)
       h = nn.relu(_instance_norm()(h))
-    h = Conv(self.out_channels, (7, 7), padding="VALID", kernel_init=init, name="head")(_reflect_pad(h, 3))
+    h = nn.Conv(self.out_channels, (7, 7), padding="VALID", kernel_init=init, name="head")(_reflect_pad(h, 3))
     return jnp.tanh(h)
 
 
@@ -92,14 +88,14 @@ class PatchDiscriminator(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     init = nn.initializers.normal(self.init_std)
     pad = ((1, 1), (1, 1))
-    h = Conv(self.ndf, (4, 4), strides=(2, 2), padding=pad, kernel_init=init, name="conv0")(x)
+    h = nn.Conv(self.ndf, (4, 4), strides=(2, 2), padding=pad, kernel_init=init, name="conv0")(x)
     h = nn.leaky_relu(h, 0.2)
     for n in range(1, self.n_layers + 1):  # stride 2 for layers 1..n_layers-1, stride 1 for the last
       stride = 2 if n < self.n_layers else 1
-      h = Conv(self.ndf * min(2 ** n, 8), (4, 4), strides=(stride, stride), padding=pad,
+      h = nn.Conv(self.ndf * min(2 ** n, 8), (4, 4), strides=(stride, stride), padding=pad,
                   kernel_init=init, name=f"conv{n}")(h)
       h = nn.leaky_relu(_instance_norm()(h), 0.2)
-    return Conv(1, (4, 4), padding=pad, kernel_init=init, name="out")(h)
+    return nn.Conv(1, (4, 4), padding=pad, kernel_init=init, name="out")(h)
 
 
 def build_models(cfg: Any) -> dict[str, nn.Module]:
