@@ -292,9 +292,10 @@ def save_cyclegan_params(config, workdir: str, out: str) -> None:
   """The final CycleGAN checkpoint's four networks → `out` (process 0; keys = tree paths)."""
   import jax
   from ce2l_jax import parallel, stages
+  from ce2l_jax import workdir as wd
   from ce2l_jax.trainers import cyclegan
   config = stages.prepare_config(config)
-  params, step = cyclegan.restore_params(config.cyclegan, cyclegan.checkpoint_dir(workdir),
+  params, step = cyclegan.restore_params(config.cyclegan, wd.checkpoint_dir(workdir, "cyclegan"),
                                          parallel.make_mesh(config.mesh.num_devices or None))
   flat = {"params" + jax.tree_util.keystr(path): np.asarray(leaf.addressable_shards[0].data)
           for path, leaf in jax.tree_util.tree_leaves_with_path(params)}

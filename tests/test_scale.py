@@ -256,13 +256,13 @@ def test_two_hosts_cyclegan_killed_and_resumed_equal_one_host(tmp_path, smoke_da
   from tests import multihost_worker as mw
   multi = str(tmp_path / "multi")
   args = ["cyclegan_stage", f"--data_dir={smoke_data}", f"--workdir={multi}"]
-  killed = launch(args, 2, 2, tmp_path, "cg_killed", env={stages.KILL_ENV: "cyclegan"})
+  killed = launch(args, 2, 2, tmp_path, "cg_killed", timeout=900, env={stages.KILL_ENV: "cyclegan"})
   assert_all_ready(killed, 2)
   assert all(rc == stages.KILLED_EXIT_CODE for rc, _ in killed), tail(killed)
   assert sorted(os.listdir(os.path.join(multi, "cyclegan", "checkpoints"))) == ["2"]
 
   out = str(tmp_path / "multi.npz")
-  resumed = launch(args + [f"--out={out}"], 2, 2, tmp_path, "cg_resumed")
+  resumed = launch(args + [f"--out={out}"], 2, 2, tmp_path, "cg_resumed", timeout=900)
   assert_all_ready(resumed, 2)
   assert all(rc == 0 for rc, _ in resumed), tail(resumed)
   assert "resuming from" in resumed[0][1] and "step 2" in resumed[0][1], resumed[0][1][-2000:]
