@@ -19,7 +19,7 @@ EXTRAS := test$(if $(filter 1 12,$(CUDA)),$(comma)cuda)$(if $(filter 13,$(CUDA))
 # one stamp per set of extras, so `make venv CUDA=1` on a CPU venv installs the CUDA build
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv test demo bench clean-venv
+.PHONY: venv test demo bench tables clean-venv
 
 $(STAMP): pyproject.toml
 	@if [ -n "$(CUDA)" ] && [ -z "$(filter 1 12 13,$(CUDA))" ]; then echo "error: CUDA=$(CUDA): use CUDA=1 (CUDA 12) or CUDA=13" >&2; exit 1; fi
@@ -38,6 +38,12 @@ test: venv
 
 demo: venv
 	$(PY) run.py --config=configs/synthetic.py --workdir=$(WORKDIR)
+
+# Every synthetic results table (both twins, every ablation row, seeds 0-2): hours on 2 cores.
+# TABLES_ARGS=--reduced (fewer steps, RegDB trial 1) or e.g. --twins=sysu --seeds=0.
+TABLES_ARGS ?=
+tables: venv
+	$(PY) benchmarks/synthetic_tables.py $(TABLES_ARGS)
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

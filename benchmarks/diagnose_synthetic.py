@@ -134,7 +134,10 @@ def retrieval(feat: np.ndarray, data: dict, qm: int, gm: int) -> dict:
   q = np.flatnonzero(data["modality"] == qm)
   g = np.flatnonzero(data["modality"] == gm)
   d = 2 - 2 * f[q] @ f[g].T
-  d[data["camid"][q][:, None] == data["camid"][g][None]] = np.inf
+  if len(np.unique(data["camid"])) > 2:  # SYSU: other cameras only
+    d[data["camid"][q][:, None] == data["camid"][g][None]] = np.inf
+  else:  # RegDB: one camera per modality; only the query itself is removed
+    d[q[:, None] == g[None]] = np.inf
   match = data["pid"][q][:, None] == data["pid"][g][None]
   match &= np.isfinite(d)
   ok = match.any(1)
@@ -260,7 +263,7 @@ def pretrain(args, size, variables) -> dict:
     if s % args.log_every == 0:
       print(json.dumps({"pretrain_step": s, "time": time.time() - t0, "ce": float(m["ce"]),
                         "accuracy": float(m["accuracy"])}), flush=True)
-  backbone = lambda name: name.startswith(("stem_", "layer"))  # noqa: E731
+  backbone = lambda name: name.startswith(("stem_", "layer", "stream_"))  # noqa: E731
   params = dict(variables["params"])
   stats = dict(variables["batch_stats"])
   for k in params:

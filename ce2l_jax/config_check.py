@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 from typing import Any, Iterable
 
@@ -250,17 +251,23 @@ def trials_of(config: ml_collections.ConfigDict) -> list[int]:
     return [0]
   if "/trial" in config.data.name:
     return [int(config.data.name.rsplit("/trial", 1)[1])]
+  if re.search(r"_trial\d+$", config.data.name):  # synthetic_vireid/regdb_trial<N>
+    return [int(config.data.name.rsplit("_trial", 1)[1])]
   if config.data.trial:
     return [int(config.data.trial)]
   return [int(t) for t in config.data.trials]
 
 
 def trial_config(config: ml_collections.ConfigDict, trial: int) -> ml_collections.ConfigDict:
-  """The config of one RegDB trial (`data.name` = regdb/trial<N>); other protocols: config."""
+  """The config of one RegDB trial (`data.name` = regdb/trial<N>, or for the synthetic twin
+  synthetic_vireid/regdb_trial<N>: one TFDS builder config per trial); other protocols: config."""
   if not trial:
     return config
   c = ml_collections.ConfigDict(config.to_dict())
-  if "/trial" not in c.data.name:
+  if c.data.name.startswith("synthetic_vireid/"):
+    if not re.search(r"_trial\d+$", c.data.name):
+      c.data.name = f"{c.data.name}_trial{trial}"
+  elif "/trial" not in c.data.name:
     c.data.name = f"{c.data.name}/trial{trial}"
   c.data.trial = trial
   return c
