@@ -16,6 +16,7 @@ from configs import base, synthetic
 def get_config(arg=None):
   c = synthetic.get_config()
   c.data.name = "synthetic_vireid/tiny"
+  c.init = ""  # the synthetic pretrained weights fit the demo's resnet_tiny, not this smaller one
   c.cyclegan.update(dict(
       image_size=(32, 16), ngf=4, ndf=4, n_blocks=1, n_layers_d=2, batch_size=8, num_steps=4,
       decay_start=2, pool_size=4, log_every=2, eval_every=4, checkpoint_every=2, num_heldout=8,

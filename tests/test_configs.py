@@ -126,7 +126,8 @@ def test_synthetic_demo_sizes():
 
 def test_smoke_is_synthetic_on_the_tiny_dataset():
   diff = changed(load("synthetic"), load("smoke"))
-  assert under(diff, "cyclegan.", "input.", "reid.", "convert.") == {"data.name", "eval.num_trials"}
+  assert under(diff, "cyclegan.", "input.", "reid.", "convert.") == {"data.name", "eval.num_trials",
+                                                                     "init"}
   c = load("smoke")
   assert c.data.name == "synthetic_vireid/tiny"
   assert c.reid.num_steps <= 10 and c.cyclegan.num_steps <= 10
