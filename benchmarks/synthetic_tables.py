@@ -17,7 +17,7 @@ converted images of the same seed (copied, then `--stages=reid,evaluate`), as a 
 depend on the re-ID loss. Each cell is mean ± std over seeds of the run's value, itself the mean
 over the protocol's galleries (SYSU: 10 random galleries) or trials (RegDB). Writes
 `<out>.md` and `<out>.json` (machine, date, load, float32 matmul rate, wall time of every run,
-every per-seed value) atomically.
+every per-seed value) atomically. `--collect` runs nothing and tabulates what finished.
 
   python benchmarks/synthetic_tables.py                               # everything (hours on 2 cores)
   python benchmarks/synthetic_tables.py --twins=sysu --rows=full,noconv --seeds=0 --reduced
@@ -175,6 +175,8 @@ def main(argv=None) -> None:
   ap.add_argument("--workroot", default=os.path.join(ROOT, "workdirs", "tables"))
   ap.add_argument("--out", default=os.path.join(ROOT, "docs", "results", "synthetic_tables"))
   ap.add_argument("--python", default=sys.executable)
+  ap.add_argument("--collect", action="store_true",
+                  help="run nothing: tabulate the rows whose runs finished for every seed")
   args = ap.parse_args(argv)
   twins = [t for t in args.twins.split(",") if t]
   rows = [r for r in args.rows.split(",") if r]
@@ -191,7 +193,11 @@ def main(argv=None) -> None:
   for twin in twins:
     t = {"seeds": seeds, "rows": {}}
     raws = []
+    done = lambda row, s: os.path.exists(  # noqa: E731
+        os.path.join(args.workroot, twin, f"seed{s}", row, "results.json"))
     for row in rows:
+      if args.collect and not all(done(row, s) for s in seeds):
+        continue
       per_seed = [run_one(twin, row, s, args.workroot, args.reduced, args.python) for s in seeds]
       raws += [p["raw"] for p in per_seed if p["raw"]]
       walls = [p["timing"].get("wall_s") for p in per_seed if p["timing"].get("wall_s")]
@@ -200,7 +206,7 @@ def main(argv=None) -> None:
     if raws:
       t["rows"]["raw"] = {"label": "raw pixels", "agg": aggregate(raws[:1]), "per_seed": raws[:1],
                           "wall_min": None}
-    t["not_run"] = [ROWS[r][0] for r in ROWS if r not in rows]
+    t["not_run"] = [ROWS[r][0] for r in ROWS if r not in t["rows"]]
     report["twins"][twin] = t
     report["wall_s"] = time.time() - t0
     _atomic_write(args.out + ".json", json.dumps(report, indent=1, default=float) + "\n")

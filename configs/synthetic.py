@@ -1,28 +1,27 @@
-r"""The embedded default: CE²L end to end on the synthetic dataset, on a CPU, in minutes.
+r"""The embedded default: CE²L end to end on the SYSU twin, on a CPU, in minutes.
 
 `make demo` runs it. The method of configs/base.py (CycleGAN → conversion of every training
 image → re-ID on real + converted images with ℓ_cross + 0.1·ℓ_intra + LSR on converted
 images → SYSU's protocol), scaled down to a CPU:
-- data: `synthetic_vireid/default` (200 training identities, 4,055 images; 100 test
-  identities, 2,072 images; 128×64), built into `data.data_dir` on first use (~45 s);
+- data: `synthetic_vireid/sysu`, the SYSU-MM01 twin (near-infrared cameras 3 and 6; 300 training
+  identities, 6,131 images; 100 test identities, 2,004 images; 128×64), built on first use;
+- init: `weights/resnet_tiny_synthetic.npz`, ImageNet's part: visible-only identity training on
+  500 other synthetic people (`python -m ce2l_jax.synthetic_pretrain`), loaded like ImageNet
+  ResNet weights (conv1/bn1 into both stems);
 - CycleGAN at 64×32 (ngf 8, 2 residual blocks, 2-layer PatchGAN), batch 4, 400 steps;
-- re-ID: `resnet_tiny` (two stems, shared bottlenecks, GeM, BN-neck) at 64×32, P=16 × K=2,
-  flip + pad-4 crop, CAJ channel augmentation, Adam lr 1e-3, 1,500 steps. (The paper's
-  two-stream AlexNet, `alexnet_tiny` at 67×67 with SGD, stays at chance on this data in a CPU
-  budget: docs/notes/run_stages_configs.md);
-- evaluation: SYSU's settings (the synthetic set has SYSU's cameras), 10 random galleries each,
-  and the raw-pixel baseline row.
+- re-ID: `resnet_tiny` at 64×32, P=16 × K=2, flip + pad-4 crop, Adam lr 1e-3, 1,500 steps,
+  ρ2 = 0.45 (below);
+- evaluation: SYSU's settings, 10 random galleries each, and the raw-pixel baseline row.
+`:reduced` (the ablation tables' scale): 750 re-ID and 200 CycleGAN steps.
 
   make demo                                         # = the command below, WORKDIR=workdirs/demo
   python run.py --config=configs/synthetic.py --workdir=workdirs/demo
-  python run.py --config=configs/synthetic.py --config.cyclegan.enabled=false --workdir=workdirs/demo_noconv
+  python run.py --config=configs/synthetic.py:noconv --workdir=workdirs/demo_noconv
 
-Expected (measured, docs/notes/run_stages_configs.md): 7 min wall on the project's 2 CPU cores while shared
-with other jobs (load average 5–7; 7.8 min of CPU time): data build 33 s, CycleGAN 81 s,
-conversion 17 s, re-ID 285 s, evaluation 8 s; plus the venv set-up of a fresh checkout.
-All-search single-shot: rank-1 2.2 %, mAP 6.0 %, rank-20 38 % (raw pixels 0.3 / 2.8 / 19 %;
-chance rank-1 1 %, 100 test identities). Small numbers: cross-modality matching of unseen
-identities from scratch in 1,500 CPU steps; the network learns what raw pixels cannot.
+Measured (docs/notes/synthetic_benchmark.md): 12 min 59 s wall, 8 min 46 s CPU, on the project's
+2 cores shared with other jobs (load 22–30): CycleGAN 253 s, conversion 81 s, re-ID 409 s,
+evaluation 25 s. All-search single-shot rank-1 8.9 %, mAP 13.6 % (raw pixels 2.9 / 5.7; chance
+rank-1 1 %). One run with CAJ channel augmentation and ρ2 = 0.1 instead gave 14.7 / 19.0.
 """
 
 import os
