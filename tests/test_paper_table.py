@@ -83,3 +83,47 @@ def test_run_command_and_missing_configs(tmp_path):
   made = pt.run_missing(str(tmp_path), {"SYSU-MM01": "synthetic_sysu"}, ["no_such_row"], [0],
                         log=messages.append)
   assert made == {} and "configs/no_such_row.py does not exist yet" in messages[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_data_dir(tmp_path_factory):
+  from ce2l_jax import stages
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  stages.build_synthetic("tiny", data_dir)
+  return data_dir
+
+
+def _handcrafted_config(data_dir, feature="hog", metrics=("euclidean", "xqda", "gsm")):
+  from configs import base
+  from ce2l_jax.trainers import handcrafted
+  c = base.get_config()
+  c.data.name, c.data.data_dir = "synthetic_vireid/tiny", data_dir
+  c.input.image_size, c.input.eval_batch_size = (32, 16), 8
+  c.eval.update(dict(num_trials=2, sysu_modes=("all",), sysu_shots=("single",)))
+  if "handcrafted" not in c:
+    c.handcrafted = handcrafted.default_config()
+  c.handcrafted.update(dict(feature=feature, metrics=tuple(metrics)))
+  c.handcrafted.feature_kwargs = {"cell": (4, 4)} if feature == "hog" else {}
+  c.handcrafted.gsm.update(dict(steps=5, pca_dims=4, batch=16))
+  c.name = "HOG"
+  return c
+
+
+def test_handcrafted_fit_evaluate_and_cache(tiny_data_dir, tmp_path):
+  from ce2l_jax.trainers import handcrafted
+  c = _handcrafted_config(tiny_data_dir)
+  info = handcrafted.fit(c, str(tmp_path))
+  assert info["learned"] == ["xqda", "gsm"] and os.path.exists(
+      os.path.join(tmp_path, "handcrafted", "model.npz"))
+  rows = handcrafted.evaluate_rows(c, str(tmp_path))
+  assert list(rows) == ["HOG", "HOG + XQDA", "HOG + GSM", "raw pixels"]
+  for by_setting in rows.values():
+    assert by_setting["all_single"].num_trials == 2
+  # The descriptor cache gives the same descriptors and the same results.
+  c.handcrafted.cache_dir = str(tmp_path / "cache")
+  cached = handcrafted.evaluate_rows(c, str(tmp_path))
+  assert len(os.listdir(tmp_path / "cache")) == 1
+  again = handcrafted.evaluate_rows(c, str(tmp_path))
+  for name in rows:
+    assert cached[name]["all_single"].mean == rows[name]["all_single"].mean
+    assert again[name]["all_single"].mean == rows[name]["all_single"].mean

@@ -14,6 +14,11 @@ the training split's descriptors, its evaluation the test protocol of CE²L on t
                     gsm        GSM learned on the training split (`metric_learning.fit_gsm`)
   max_train_images  > 0: a seeded subset of the training images (per modality) for the metric
                   (the real SYSU-MM01's 34k images × 27k LOMO dimensions do not fit a CPU)
+  cache_dir       '' or a folder: the descriptors of a whole split are kept there, keyed by the
+                  feature, its keywords, the image size and resampling, and a fingerprint of the
+                  split (its labels and the bytes of 16 records), and reused by later runs (the
+                  LOMO and GSM rows share LOMO's descriptors; `python -m ce2l_jax.paper_table`
+                  sets it)
 
 Images are resized to `input.image_size` by the eval stream (`input.eval_batch_size` a batch).
 `fit(config, wdir)` extracts the training descriptors, fits the learned metrics and writes
@@ -26,7 +31,9 @@ learned similarity (GSM): `ce2l_jax.metric_learning`.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import time
 from typing import Any, Callable, Mapping
@@ -50,6 +57,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.feature_kwargs = ml_collections.ConfigDict()
   c.metrics = ("euclidean", "xqda")
   c.max_train_images = 0
+  c.cache_dir = ""
   c.xqda = ml_collections.ConfigDict(dict(lam=1e-3, dims=0, pca_dims=0))
   c.gsm = ml_collections.ConfigDict(dict(pca_dims=128, rank=0, lam=1e-4, lr=1e-3, steps=2000,
                                          batch=512))
@@ -118,6 +126,44 @@ def source_features(source, hcfg: ml_collections.ConfigDict, indices=None, *,
   return out
 
 
+def _fingerprint(source) -> str:
+  """sha1 of a split's labels and of the image bytes and file names of 16 spread records."""
+  h = hashlib.sha1()
+  labels = source.labels()
+  for arr in (labels.pid, labels.camid, labels.modality):
+    h.update(np.ascontiguousarray(arr, np.int64).tobytes())
+  from ce2l_jax.data import sources as src_lib
+  picks = np.unique(np.linspace(0, len(source) - 1, 16).round().astype(int)) if len(source) else []
+  for r in src_lib.get_records(source, picks):
+    image = r["image"]
+    h.update(image if isinstance(image, bytes) else np.ascontiguousarray(image).tobytes())
+    h.update(str(r.get("file", "")).encode())
+  return h.hexdigest()
+
+
+def split_features(source, config: ml_collections.ConfigDict, *, threads: int = 2) -> np.ndarray:
+  """Descriptors of every image of `source` (source order) at `input.image_size`, read from /
+  written to `handcrafted.cache_dir` when it is set."""
+  hcfg, icfg = config.handcrafted, config.input
+  kwargs = dict(image_size=tuple(icfg.image_size), batch_size=int(icfg.eval_batch_size),
+                resample=str(icfg.get("resample", "bilinear")), threads=threads)
+  if not hcfg.get("cache_dir"):
+    return source_features(source, hcfg, **kwargs)
+  key = json.dumps({"feature": hcfg.feature, "kwargs": dict(hcfg.get("feature_kwargs", {}) or {}),
+                    "size": list(kwargs["image_size"]), "resample": kwargs["resample"],
+                    "n": len(source), "data": _fingerprint(source)}, sort_keys=True)
+  digest = hashlib.sha1(key.encode()).hexdigest()[:20]
+  path = os.path.join(os.path.expanduser(hcfg.cache_dir), f"{hcfg.feature}-{digest}.npy")
+  if os.path.exists(path):
+    return np.load(path)
+  feats = source_features(source, hcfg, **kwargs)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}.npy"
+  np.save(tmp, feats)
+  os.replace(tmp, path)
+  return feats
+
+
 def _subset(labels, modality: int, limit: int, seed: int) -> np.ndarray:
   idx = np.flatnonzero(labels.modality == modality)
   if limit and len(idx) > limit:
@@ -180,9 +226,12 @@ def fit_models(config: ml_collections.ConfigDict, train_source, *, threads: int 
   iv, ii = _subset(labels, 0, limit, seed), _subset(labels, 1, limit, seed + 1)
   t = time.perf_counter()
   icfg = config.input
-  feats = source_features(train_source, hcfg, np.concatenate([iv, ii]),
-                          image_size=tuple(icfg.image_size), batch_size=int(icfg.eval_batch_size),
-                          resample=str(icfg.get("resample", "bilinear")), threads=threads)
+  if hcfg.get("cache_dir"):
+    feats = split_features(train_source, config, threads=threads)[np.concatenate([iv, ii])]
+  else:
+    feats = source_features(train_source, hcfg, np.concatenate([iv, ii]),
+                            image_size=tuple(icfg.image_size), batch_size=int(icfg.eval_batch_size),
+                            resample=str(icfg.get("resample", "bilinear")), threads=threads)
   extract_s = time.perf_counter() - t
   x, z = feats[:len(iv)], feats[len(iv):]
   a, b = labels.pid[iv], labels.pid[ii]
@@ -249,8 +298,11 @@ def evaluate_rows(config: ml_collections.ConfigDict, wdir: str, test_set=None,
     models = load_models(path) if os.path.exists(path) else {}
   test_set = test_set if test_set is not None else ev.open_test_set(config)
   evaluator = ev.make_evaluator(config, ev.raw_pixel_predict_fn(), None, test_set)
-  batches = progress(evaluator.batches, f"{hcfg.feature} descriptors") if progress else evaluator.batches
-  feats = source_features(test_set.source, hcfg, batches=batches)
+  if hcfg.get("cache_dir"):
+    feats = split_features(test_set.source, config)
+  else:  # the evaluator's own stream (same resizing as CE²L's evaluation)
+    batches = progress(evaluator.batches, f"{hcfg.feature} descriptors") if progress else evaluator.batches
+    feats = source_features(test_set.source, hcfg, batches=batches)
   rows = {}
   for metric, name in row_names(config).items():
     emb = embed(metric, feats, test_set.modality, models)
