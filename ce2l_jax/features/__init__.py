@@ -18,6 +18,9 @@ import numpy as np
 
 from ce2l_jax.features import hog, lbp, lomo
 
+# Bumped whenever a descriptor's numbers change (it keys the descriptor cache of
+# `ce2l_jax.trainers.handcrafted`).
+VERSION = 2
 FEATURES: dict[str, Callable[..., np.ndarray]] = {"lomo": lomo.lomo, "mlbp": lbp.mlbp,
                                                   "hog": hog.hog}
 

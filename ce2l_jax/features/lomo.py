@@ -55,10 +55,22 @@ def retinex(images: np.ndarray, sigmas: Sequence[float] = (5.0, 20.0),
   return np.clip((out - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
 
 
+def rgb_to_hsv(rgb01: np.ndarray) -> np.ndarray:
+  """HSV in [0, 1] (hexcone model, as `colorsys.rgb_to_hsv`), vectorised: (..., 3) → (..., 3)."""
+  x = np.asarray(rgb01, np.float32)
+  r, g, b = x[..., 0], x[..., 1], x[..., 2]
+  v = x.max(axis=-1)
+  delta = v - x.min(axis=-1)
+  safe = np.where(delta > 0, delta, 1)
+  s = np.where(v > 0, delta / np.where(v > 0, v, 1), 0)
+  h = np.where(v == r, ((g - b) / safe) % 6, np.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
+  h = np.where(delta > 0, h / 6, 0)
+  return np.stack([h, s, v], axis=-1)
+
+
 def hsv_codes(rgb01: np.ndarray, bins: int = HSV_BINS) -> np.ndarray:
   """Joint HSV bin of every pixel: (N, H, W, 3) in [0, 1] → (N, H, W) ints in [0, bins³)."""
-  hsv = color.rgb2hsv(rgb01)
-  q = np.minimum((hsv * bins).astype(np.int64), bins - 1)
+  q = np.minimum((rgb_to_hsv(rgb01) * bins).astype(np.int64), bins - 1)
   return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
 
 

@@ -149,7 +149,7 @@ def split_features(source, config: ml_collections.ConfigDict, *, threads: int = 
                 resample=str(icfg.get("resample", "bilinear")), threads=threads)
   if not hcfg.get("cache_dir"):
     return source_features(source, hcfg, **kwargs)
-  key = json.dumps({"feature": hcfg.feature, "kwargs": dict(hcfg.get("feature_kwargs", {}) or {}),
+  key = json.dumps({"feature": hcfg.feature, "version": features_lib.VERSION, "kwargs": dict(hcfg.get("feature_kwargs", {}) or {}),
                     "size": list(kwargs["image_size"]), "resample": kwargs["resample"],
                     "n": len(source), "data": _fingerprint(source)}, sort_keys=True)
   digest = hashlib.sha1(key.encode()).hexdigest()[:20]
