@@ -19,7 +19,7 @@ EXTRAS := test$(if $(filter 1 12,$(CUDA)),$(comma)cuda)$(if $(filter 13,$(CUDA))
 # one stamp per set of extras, so `make venv CUDA=1` on a CPU venv installs the CUDA build
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv test demo bench tables clean-venv
+.PHONY: venv test demo bench tables paper-table clean-venv
 
 $(STAMP): pyproject.toml
 	@if [ -n "$(CUDA)" ] && [ -z "$(filter 1 12 13,$(CUDA))" ]; then echo "error: CUDA=$(CUDA): use CUDA=1 (CUDA 12) or CUDA=13" >&2; exit 1; fi
@@ -44,6 +44,12 @@ demo: venv
 TABLES_ARGS ?=
 tables: venv
 	$(PY) benchmarks/synthetic_tables.py $(TABLES_ARGS)
+
+# The paper's comparison table on the synthetic twins (every missing row is run first; hours on a
+# CPU). PAPER_TABLE_ARGS='--rows=lomo,hog --seeds=0,1' or '--real' (docs/notes/paper_table.md).
+PAPER_TABLE_ARGS ?=
+paper-table: venv
+	$(PY) -m ce2l_jax.paper_table --run $(PAPER_TABLE_ARGS)
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

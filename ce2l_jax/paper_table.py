@@ -21,8 +21,9 @@ yet or whose run has not finished shows `not run`; a run that failed shows `fail
 `<workdir>/run.log`).
 
 Layout under `--root` (default workdirs/paper_table): `<dataset>/<row>/seed<k>/` is the run's
-`--workdir`; the table goes to `<root>/paper_table.md` and `.json` (atomic writes), with each
-run's wall time.
+`--workdir`; the hand-crafted rows share descriptors through `<root>/feature_cache/` (LOMO's serve
+the LOMO and GSM rows); the table goes to `<root>/paper_table.md` and `.json` (atomic writes),
+with each run's wall time (`<root>/run_times.json`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ SYSU_SETTING = "all_single"
 REGDB_SETTINGS = ("visible_to_thermal", "thermal_to_visible")
 NOT_RUN, FAILED = "not run", "failed"
 RAW_PIXELS = "raw pixels"
+# Rows of `ce2l_jax.trainers.handcrafted`: their runs share a descriptor cache under the root.
+HANDCRAFTED = ("lomo", "mlbp", "hog", "gsm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +132,9 @@ def run_missing(root: str, datasets: Mapping[str, str], configs: Sequence[str], 
         wdir = run_dir(root, dataset, config, seed)
         if os.path.exists(os.path.join(wdir, "results.json")):
           continue
-        cmd = run_command(config, dataset, seed, wdir, runlocal, overrides)
+        extra = ([f"--config.handcrafted.cache_dir={os.path.join(root, 'feature_cache')}"]
+                 if config in HANDCRAFTED else [])
+        cmd = run_command(config, dataset, seed, wdir, runlocal, [*extra, *overrides])
         log(f"paper_table: {' '.join(cmd[1:])}")
         os.makedirs(wdir, exist_ok=True)
         start = time.perf_counter()
