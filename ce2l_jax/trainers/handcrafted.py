@@ -14,11 +14,11 @@ the training split's descriptors, its evaluation the test protocol of CE²L on t
                     gsm        GSM learned on the training split (`metric_learning.fit_gsm`)
   max_train_images  > 0: a seeded subset of the training images (per modality) for the metric
                   (the real SYSU-MM01's 34k images × 27k LOMO dimensions do not fit a CPU)
-  cache_dir       '' or a folder: the descriptors of a whole split are kept there, keyed by the
-                  feature, its keywords, the image size and resampling, and a fingerprint of the
-                  split (its labels and the bytes of 16 records), and reused by later runs (the
-                  LOMO and GSM rows share LOMO's descriptors; `python -m ce2l_jax.paper_table`
-                  sets it)
+  cache_dir       '' or a folder: the descriptors of the images a run reads are kept there,
+                  keyed by the feature, its keywords and version, the image size, resampling,
+                  the rows read and a fingerprint of the split (its labels and the bytes of 16
+                  records), and reused by later runs (the LOMO and GSM rows share LOMO's;
+                  `python -m ce2l_jax.paper_table` sets it)
 
 Images are resized to `input.image_size` by the eval stream (`input.eval_batch_size` a batch).
 `fit(config, wdir)` extracts the training descriptors, fits the learned metrics and writes
@@ -141,27 +141,38 @@ def _fingerprint(source) -> str:
   return h.hexdigest()
 
 
-def split_features(source, config: ml_collections.ConfigDict, *, threads: int = 2) -> np.ndarray:
-  """Descriptors of every image of `source` (source order) at `input.image_size`, read from /
-  written to `handcrafted.cache_dir` when it is set."""
+def split_features(source, config: ml_collections.ConfigDict, indices=None, *,
+                   threads: int = 2) -> np.ndarray:
+  """Descriptors of the images `indices` of `source` (default all, in order) at
+  `input.image_size`, read from / written to `handcrafted.cache_dir` when it is set."""
   hcfg, icfg = config.handcrafted, config.input
   kwargs = dict(image_size=tuple(icfg.image_size), batch_size=int(icfg.eval_batch_size),
                 resample=str(icfg.get("resample", "bilinear")), threads=threads)
   if not hcfg.get("cache_dir"):
-    return source_features(source, hcfg, **kwargs)
-  key = json.dumps({"feature": hcfg.feature, "version": features_lib.VERSION, "kwargs": dict(hcfg.get("feature_kwargs", {}) or {}),
+    return source_features(source, hcfg, indices, **kwargs)
+  rows = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
+  key = json.dumps({"feature": hcfg.feature, "version": features_lib.VERSION,
+                    "kwargs": dict(hcfg.get("feature_kwargs", {}) or {}),
                     "size": list(kwargs["image_size"]), "resample": kwargs["resample"],
-                    "n": len(source), "data": _fingerprint(source)}, sort_keys=True)
+                    "n": len(source), "data": _fingerprint(source),
+                    "rows": hashlib.sha1(rows.tobytes()).hexdigest()}, sort_keys=True)
   digest = hashlib.sha1(key.encode()).hexdigest()[:20]
   path = os.path.join(os.path.expanduser(hcfg.cache_dir), f"{hcfg.feature}-{digest}.npy")
   if os.path.exists(path):
     return np.load(path)
-  feats = source_features(source, hcfg, **kwargs)
+  feats = source_features(source, hcfg, indices, **kwargs)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}.npy"
   np.save(tmp, feats)
   os.replace(tmp, path)
   return feats
+
+
+def train_indices(config: ml_collections.ConfigDict, labels) -> tuple[np.ndarray, np.ndarray]:
+  """(visible, infrared) training image indices the metric sees: all, or a seeded subset of at
+  most `handcrafted.max_train_images` per modality."""
+  limit, seed = int(config.handcrafted.max_train_images), int(config.get("seed", 0))
+  return _subset(labels, 0, limit, seed), _subset(labels, 1, limit, seed + 1)
 
 
 def _subset(labels, modality: int, limit: int, seed: int) -> np.ndarray:
@@ -222,16 +233,10 @@ def fit_models(config: ml_collections.ConfigDict, train_source, *, threads: int 
   if not learned:
     return {}, {"learned": []}
   labels = train_source.labels()
-  limit, seed = int(hcfg.max_train_images), int(config.get("seed", 0))
-  iv, ii = _subset(labels, 0, limit, seed), _subset(labels, 1, limit, seed + 1)
+  seed = int(config.get("seed", 0))
+  iv, ii = train_indices(config, labels)
   t = time.perf_counter()
-  icfg = config.input
-  if hcfg.get("cache_dir"):
-    feats = split_features(train_source, config, threads=threads)[np.concatenate([iv, ii])]
-  else:
-    feats = source_features(train_source, hcfg, np.concatenate([iv, ii]),
-                            image_size=tuple(icfg.image_size), batch_size=int(icfg.eval_batch_size),
-                            resample=str(icfg.get("resample", "bilinear")), threads=threads)
+  feats = split_features(train_source, config, np.concatenate([iv, ii]), threads=threads)
   extract_s = time.perf_counter() - t
   x, z = feats[:len(iv)], feats[len(iv):]
   a, b = labels.pid[iv], labels.pid[ii]
