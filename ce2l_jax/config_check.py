@@ -40,12 +40,13 @@ IGNORED_KEYS = (
     "reid.log_every", "reid.eval_every", "reid.checkpoint_every", "reid.max_to_keep",
     "reid.progress",
     "eval.periodic_trials",                   # only the periodic (during training) evaluation
+    "handcrafted.cache_dir",                  # where descriptors are kept, not what they are
 )
 # The schema every config must fit (a key it lacks is a typo in a config file), and the sections
 # whose keys are free (model constructor keywords).
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 BASE_CONFIG = os.path.join(CONFIGS_DIR, "base.py")
-FREE_KEYS = ("reid.model_kwargs",)
+FREE_KEYS = ("reid.model_kwargs", "handcrafted.feature_kwargs")
 
 
 class UserError(Exception):

@@ -171,6 +171,8 @@ def stage_convert(config: ml_collections.ConfigDict, wdir: str) -> str:
 def stage_reid(config: ml_collections.ConfigDict, wdir: str) -> str:
   if wd.is_done(wdir, "reid"):
     return f"finished earlier ({wd.done_path(wdir, 'reid')})"
+  if _trainer(config) == "handcrafted":
+    return _stage_reid_handcrafted(config, wdir)
   import jax
   from ce2l_jax import convert
   from ce2l_jax import evaluate as ev
@@ -205,6 +207,22 @@ def stage_reid(config: ml_collections.ConfigDict, wdir: str) -> str:
   return f"done: {cfg.model}, {step} steps"
 
 
+def _trainer(config: ml_collections.ConfigDict) -> str:
+  return str(config.reid.get("trainer", "reid"))
+
+
+def _stage_reid_handcrafted(config: ml_collections.ConfigDict, wdir: str) -> str:
+  """No network: the cross-modality metrics of `handcrafted.metrics` fitted on the training
+  descriptors (`trainers/handcrafted.py`), saved in the stage folder."""
+  from ce2l_jax.trainers import handcrafted
+  t = time.perf_counter()
+  info = handcrafted.fit(config, wd.stage_dir(wdir, "reid"))
+  wd.write_done(wdir, "reid", dict(info, trainer="handcrafted", feature=config.handcrafted.feature,
+                                   seconds=time.perf_counter() - t))
+  learned = ", ".join(info["learned"]) or "nothing to learn (Euclidean)"
+  return f"done: {config.handcrafted.feature} descriptors, fitted {learned}"
+
+
 class _Progress:
   """An iterable with a tqdm bar over another one that has `len` (the eval batches)."""
 
@@ -231,13 +249,20 @@ def stage_evaluate(config: ml_collections.ConfigDict, wdir: str) -> str:
 
   t = time.perf_counter()
   mesh = _mesh(config)
-  model, variables, step = reid.restore_variables(config, wd.stage_dir(wdir, "reid"), mesh)
   test_set = ev.open_test_set(config)
-  evaluator = ev.make_evaluator(config, reid.make_predict_fn(model), mesh, test_set)
-  evaluator.batches = _Progress(evaluator.batches, "test features")
-  feats = evaluator.features(variables)
-  evaluator.features = lambda _: feats  # the protocol's settings and trials reuse them
-  rows = {row_name(config): evaluator.run(variables)}
+  if _trainer(config) == "handcrafted":  # no network: a row per metric of the descriptor
+    from ce2l_jax.trainers import handcrafted
+    rows = handcrafted.evaluate_rows(config, wd.stage_dir(wdir, "reid"), test_set,
+                                     progress=_Progress)
+    step, feats, trials = None, None, None
+  else:
+    model, variables, step = reid.restore_variables(config, wd.stage_dir(wdir, "reid"), mesh)
+    evaluator = ev.make_evaluator(config, reid.make_predict_fn(model), mesh, test_set)
+    evaluator.batches = _Progress(evaluator.batches, "test features")
+    feats = evaluator.features(variables)
+    evaluator.features = lambda _: feats  # the protocol's settings and trials reuse them
+    rows = {row_name(config): evaluator.run(variables)}
+    trials = evaluator.trials()
   if config.eval.get("baseline", True):
     base = ev.make_evaluator(config, ev.raw_pixel_predict_fn(tuple(config.eval.baseline_size)),
                              mesh, test_set)
@@ -254,7 +279,8 @@ def stage_evaluate(config: ml_collections.ConfigDict, wdir: str) -> str:
       writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in ev.flat_means(results).items()})
     writer.close()
     report.draw_cmc(rows, os.path.join(wdir, "cmc.png"), title=f"CMC, {config.data.name}")
-    report.draw_ranking_examples(config, test_set, feats, evaluator.trials(), os.path.join(wdir, "ranking_examples.png"))
+    if feats is not None:
+      report.draw_ranking_examples(config, test_set, feats, trials, os.path.join(wdir, "ranking_examples.png"))
   wd.write_done(wdir, "evaluate", {"step": step, "seconds": time.perf_counter() - t})
   first = next(iter(rows[row_name(config)]))
   m = rows[row_name(config)][first].mean

@@ -113,6 +113,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Re-ID: the paper's BDTR two-stream AlexNet with SGD; the CE²L losses.
   c.reid = ml_collections.ConfigDict()
+  # What the reid stage trains: 'reid' (a re-ID network, below) or 'handcrafted' (no network:
+  # the cross-modality metric of the `handcrafted` section; configs/lomo.py).
+  c.reid.trainer = "reid"
   c.reid.model = "bdtr_alexnet"       # bdtr_alexnet | alexnet_tiny | resnet50_agw | resnet_tiny
   c.reid.embedding_dim = 0            # > 0: create_reid_model(embedding_dim=...) (AlexNet models)
   c.reid.model_kwargs = ml_collections.ConfigDict()  # any other create_reid_model keyword
@@ -155,6 +158,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.reid.max_to_keep = 3
   c.reid.progress = True              # tqdm bar (process 0)
   c.reid.fast_compile = False         # CPU smoke runs: skip XLA's LLVM optimisation (faster compiles)
+
+  # Hand-crafted rows of the paper's table (reid.trainer = 'handcrafted'; configs/lomo.py, mlbp.py,
+  # hog.py, gsm.py; ce2l_jax/trainers/handcrafted.py): a descriptor, then a distance per row.
+  c.handcrafted = ml_collections.ConfigDict()
+  c.handcrafted.feature = "lomo"      # lomo | mlbp | hog (ce2l_jax.features)
+  c.handcrafted.feature_kwargs = ml_collections.ConfigDict()  # the descriptor's keywords
+  c.handcrafted.metrics = ("euclidean", "xqda")  # one row each: euclidean | xqda | gsm
+  c.handcrafted.max_train_images = 0  # > 0: a seeded subset per modality for the learned metrics
+  c.handcrafted.cache_dir = ""        # '' or a folder keeping descriptors for later runs
+  c.handcrafted.xqda = ml_collections.ConfigDict(dict(lam=1e-3, dims=0, pca_dims=0))  # Liao et al. 2015
+  c.handcrafted.gsm = ml_collections.ConfigDict(dict(  # Lin et al. 2017; our optimiser's values
+      pca_dims=128, rank=0, lam=1e-4, lr=1e-3, steps=2000, batch=512))
 
   c.eval = evaluate.default_config()
   c.eval.protocol = c.data.get_ref("protocol")

@@ -2,8 +2,8 @@
 
 A hand-crafted method has no network: its "training" is the cross-modality metric learned on
 the training split's descriptors, its evaluation the test protocol of CE²L on the descriptors
-(or their learned embeddings). Configs: configs/lomo.py, mlbp.py, hog.py, gsm.py; the section
-`handcrafted` (`default_config()`):
+(or their learned embeddings). Configs: configs/lomo.py, mlbp.py, hog.py, gsm.py (with
+`reid.trainer = 'handcrafted'`); the section `handcrafted` (configs/base.py):
 
   feature         lomo | mlbp | hog (`ce2l_jax.features`), `feature_kwargs` its keywords
   metrics         the rows of one run, each a distance on the descriptor:
@@ -21,10 +21,11 @@ the training split's descriptors, its evaluation the test protocol of CE²L on t
                   `python -m ce2l_jax.paper_table` sets it)
 
 Images are resized to `input.image_size` by the eval stream (`input.eval_batch_size` a batch).
-`fit(config, wdir)` extracts the training descriptors, fits the learned metrics and writes
-`<wdir>/handcrafted/model.npz`; `evaluate_rows(config, wdir, test_set)` extracts the test
+`fit(config, sdir)` extracts the training descriptors, fits the learned metrics and writes
+`<sdir>/model.npz` (the stage folder the reid stage hands it, `<workdir>/reid/`);
+`evaluate_rows(config, sdir, test_set)` extracts the test
 descriptors once and runs the protocol (`ce2l_jax.evaluate.Evaluator.run`) on each metric's
-features, giving `{row name: {setting: TrialResults}}`. A learned metric is scored as the
+features, giving `{row name: {setting: TrialResults}}` (the evaluate stage adds the raw-pixel row). A learned metric is scored as the
 Euclidean distance of its embedding, which equals the learned distance (XQDA) or ranks as the
 learned similarity (GSM): `ce2l_jax.metric_learning`.
 """
@@ -47,21 +48,7 @@ from ce2l_jax import metric_learning as ml
 METRICS = ("euclidean", "xqda", "gsm")
 FEATURE_NAMES = {"lomo": "LOMO", "mlbp": "MLBP", "hog": "HOG"}
 MODEL_FILE = "model.npz"
-STAGE = "handcrafted"
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The `handcrafted` section (LOMO with Euclidean distance and XQDA)."""
-  c = ml_collections.ConfigDict()
-  c.feature = "lomo"
-  c.feature_kwargs = ml_collections.ConfigDict()
-  c.metrics = ("euclidean", "xqda")
-  c.max_train_images = 0
-  c.cache_dir = ""
-  c.xqda = ml_collections.ConfigDict(dict(lam=1e-3, dims=0, pca_dims=0))
-  c.gsm = ml_collections.ConfigDict(dict(pca_dims=128, rank=0, lam=1e-4, lr=1e-3, steps=2000,
-                                         batch=512))
-  return c
+STAGE = "handcrafted"   # the log prefix
 
 
 def check_config(hcfg: ml_collections.ConfigDict) -> None:
@@ -257,14 +244,14 @@ def fit_models(config: ml_collections.ConfigDict, train_source, *, threads: int 
   return models, info
 
 
-def fit(config: ml_collections.ConfigDict, wdir: str, train_source=None, **kwargs) -> dict:
-  """`fit_models` on the run's training split, saved to `<wdir>/handcrafted/model.npz`."""
+def fit(config: ml_collections.ConfigDict, sdir: str, train_source=None, **kwargs) -> dict:
+  """`fit_models` on the run's training split, saved to `<sdir>/model.npz`."""
   if train_source is None:
     from ce2l_jax.data import sources as src_lib
     train_source = src_lib.TfdsSource(config.data.name, config.data.train_split,
                                       config.data.get("data_dir"))
   models, info = fit_models(config, train_source, **kwargs)
-  save_models(os.path.join(wdir, STAGE, MODEL_FILE), models)
+  save_models(os.path.join(sdir, MODEL_FILE), models)
   return info
 
 
@@ -291,15 +278,15 @@ def embed(metric: str, feats: np.ndarray, modality: np.ndarray, models: Mapping[
   return out
 
 
-def evaluate_rows(config: ml_collections.ConfigDict, wdir: str, test_set=None,
+def evaluate_rows(config: ml_collections.ConfigDict, sdir: str, test_set=None,
                   models: Mapping[str, Any] | None = None, progress=None) -> dict[str, dict]:
-  """`{row: {setting: TrialResults}}` of every metric of the run (+ raw pixels when
-  `eval.baseline`), all through `ce2l_jax.evaluate.Evaluator.run` (the CE²L protocol code)."""
+  """`{row: {setting: TrialResults}}` of every metric of the run, all through
+  `ce2l_jax.evaluate.Evaluator.run` (the CE²L protocol code; the evaluate stage adds raw pixels)."""
   from ce2l_jax import evaluate as ev
   hcfg = config.handcrafted
   check_config(hcfg)
   if models is None:
-    path = os.path.join(wdir, STAGE, MODEL_FILE)
+    path = os.path.join(sdir, MODEL_FILE)
     models = load_models(path) if os.path.exists(path) else {}
   test_set = test_set if test_set is not None else ev.open_test_set(config)
   evaluator = ev.make_evaluator(config, ev.raw_pixel_predict_fn(), None, test_set)
@@ -313,8 +300,4 @@ def evaluate_rows(config: ml_collections.ConfigDict, wdir: str, test_set=None,
     emb = embed(metric, feats, test_set.modality, models)
     evaluator.features = lambda _, emb=emb: emb
     rows[name] = evaluator.run({})
-  if config.eval.get("baseline", True):
-    base = ev.make_evaluator(config, ev.raw_pixel_predict_fn(tuple(config.eval.baseline_size)),
-                             None, test_set)
-    rows["raw pixels"] = base.run({})
   return rows

@@ -1,0 +1,50 @@
+r"""LOMO (Liao, Hu, Zhu, Li, CVPR 2015) as a hand-crafted row of the comparison table.
+
+  python run.py --config=configs/lomo.py:synthetic_sysu --workdir=workdirs/lomo_sysu
+  python run.py --config=configs/lomo.py:synthetic_regdb --workdir=workdirs/lomo_regdb
+  python run.py --config=configs/lomo.py:synthetic_sysu,runlocal --workdir=/tmp/x    # dry run
+  python run.py --config=configs/lomo.py:sysu_mm01 --workdir=workdirs/lomo_sysu_mm01
+
+The descriptor (`ce2l_jax/features/lomo.py`, written from the paper: Retinex, joint HSV and
+two-scale SILTP histograms over 10×10 windows with step 5, maximal occurrence along horizontal
+strips, a three-scale pyramid, log transform, L2 normalisation) of every image resized to 128×64,
+then two rows from one run:
+  'LOMO'         Euclidean distance: the paper's row (Wu et al. ICCV 2017 report LOMO on SYSU-MM01
+                 with Euclidean distance among other metrics; CE²L's table and Ye et al. AAAI
+                 2018 copy the Euclidean one: docs/notes/paper_table.md);
+  'LOMO + XQDA'  XQDA (Liao et al. 2015, §3) learned on the training split, visible against
+                 infrared (ours, beside the paper's row);
+plus the raw-pixel row. No network, no CycleGAN: the `reid` stage fits XQDA
+(`ce2l_jax/trainers/handcrafted.py`), the `evaluate` stage scores the test split with CE²L's
+protocol code. On the real datasets the metric sees a seeded subset of at most 4,000 training
+images per modality (`handcrafted.max_train_images`; 34k × 26,960-dim descriptors of SYSU-MM01
+do not fit a CPU's XQDA), all of them on the twins.
+Paper figures (RegDB | SYSU all-search r1/r10/r20/mAP): 0.85/2.47/4.10/2.28 | 1.75/14.14/26.63/3.48.
+"""
+
+from configs import base, rows
+
+REAL_MAX_TRAIN_IMAGES = 4000
+
+
+def handcrafted_row(arg, feature: str, name: str, metrics=("euclidean", "xqda")):
+  """A hand-crafted row: `feature` at 128×64, the rows of `metrics`, no network, no conversion."""
+  dataset, rest = rows.split_arg(arg)
+  c = rows.dataset_config(dataset)
+  c.cyclegan.enabled = False
+  c.reid.trainer = "handcrafted"
+  c.input.image_size = (128, 64)
+  c.input.eval_batch_size = 64
+  c.eval.normalize_features = False   # the rows' own features: L2-normalised (Euclidean) or embeddings
+  c.handcrafted.feature = feature
+  c.handcrafted.metrics = tuple(metrics)
+  if not rows.is_synthetic(c):
+    c.handcrafted.max_train_images = REAL_MAX_TRAIN_IMAGES
+  if base.parse_arg(rest).runlocal:
+    c.handcrafted.max_train_images = 48
+    c.handcrafted.gsm.update(dict(steps=20, pca_dims=16))
+  return rows.finish(c, name, rest)
+
+
+def get_config(arg=None):
+  return handcrafted_row(arg, "lomo", "LOMO")
