@@ -276,7 +276,7 @@ def stage_evaluate(config: ml_collections.ConfigDict, wdir: str) -> str:
     writer = MetricWriter(wdir, "evaluate")
     for name, results in rows.items():
       prefix = "test" if name != BASELINE_ROW else "baseline"
-      writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in ev.flat_means(results).items()})
+      writer.write_scalars(step or 0, {f"{prefix}/{k}": v for k, v in ev.flat_means(results).items()})
     writer.close()
     report.draw_cmc(rows, os.path.join(wdir, "cmc.png"), title=f"CMC, {config.data.name}")
     if feats is not None:
