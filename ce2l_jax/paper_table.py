@@ -123,7 +123,7 @@ def run_missing(root: str, datasets: Mapping[str, str], configs: Sequence[str], 
   times_path = os.path.join(root, "run_times.json")
   times = _read_json(times_path) or {}
   made = {}
-  for dataset in datasets.values():
+  for dataset in (datasets[c] for c in reversed(COLUMNS) if c in datasets):  # SYSU-MM01 first
     for config in configs:
       if not os.path.exists(os.path.join(REPO, "configs", f"{config}.py")):
         log(f"paper_table: configs/{config}.py does not exist yet: {config} stays 'not run'")
