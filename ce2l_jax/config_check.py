@@ -212,7 +212,7 @@ def _choices() -> dict[str, tuple]:
   from ce2l_jax.data.augment import CHANNEL_MODES
   from ce2l_jax.models import MODEL_NAMES
   return {
-      "data.protocol": ("sysu", "regdb"),
+      "data.protocol": ("sysu", "regdb", "llcm"),
       "input.preset": ("modern", "paper"),
       "input.channel_aug.mode": tuple(CHANNEL_MODES),
       "reid.model": tuple(MODEL_NAMES),
@@ -221,7 +221,7 @@ def _choices() -> dict[str, tuple]:
       "reid.lsr_on": ("all", "converted", "none"),
       "reid.nan_policy": ("stop", "skip"),
       "cyclegan.nan_policy": ("stop", "skip"),
-      "eval.protocol": ("auto", "sysu", "regdb"),
+      "eval.protocol": ("auto", "sysu", "regdb", "llcm"),
       "eval.metric": ("euclidean", "cosine"),
       "eval.sampling": ("auto", "random", "official"),
       "convert.resample": ("bilinear", "bicubic", "lanczos"),

@@ -99,10 +99,11 @@ class TrainedModel:
 
 
 def _stage_paths(workdir: str) -> dict[str, str]:
-  """Where a run keeps what `load_trained` reads (one place to re-point)."""
-  return {"config": os.path.join(workdir, "config.json"),
-          "reid_done": os.path.join(workdir, "reid", "DONE"),
-          "reid": os.path.join(workdir, "reid")}
+  """Where a run keeps what `load_trained` reads (`ce2l_jax.workdir` names the layout)."""
+  from ce2l_jax import workdir as wd
+  return {"config": os.path.join(workdir, wd.CONFIG),
+          "reid_done": wd.done_path(workdir, "reid"),
+          "reid": wd.stage_dir(workdir, "reid")}
 
 
 def load_trained(workdir: str, *, step: int | None = None) -> TrainedModel:

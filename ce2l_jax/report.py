@@ -31,6 +31,7 @@ SETTING_NAMES = {
     "all_single": "all-search single-shot", "all_multi": "all-search multi-shot",
     "indoor_single": "indoor-search single-shot", "indoor_multi": "indoor-search multi-shot",
     "visible_to_thermal": "visible→thermal", "thermal_to_visible": "thermal→visible",
+    "ir_to_vis": "LLCM infrared→visible", "vis_to_ir": "LLCM visible→infrared (released scoring)",
 }
 BASELINE_ROW = "raw pixels"
 

@@ -262,6 +262,9 @@ def stage_evaluate(config: ml_collections.ConfigDict, wdir: str) -> str:
     feats = evaluator.features(variables)
     evaluator.features = lambda _: feats  # the protocol's settings and trials reuse them
     rows = {row_name(config): evaluator.run(variables)}
+    if config.eval.get("rerank", False):  # the same features, k-reciprocal re-ranked distances
+      rows[f"{row_name(config)} + re-ranking"] = evaluator.run(
+          variables, rerank=ev.rerank_params(config.eval))
     trials = evaluator.trials()
   if config.eval.get("baseline", True):
     base = ev.make_evaluator(config, ev.raw_pixel_predict_fn(tuple(config.eval.baseline_size)),

@@ -199,3 +199,15 @@ def test_evaluator_runs_both_directions_on_the_built_split(built):
     res = evaluator.run({}, rerank=rerank)
     assert set(res) == set(metrics.LLCM_DIRECTIONS) and all(r.num_trials == 10 for r in res.values())
     assert all(r.mean["rank1"] == 1.0 and r.mean["mAP"] == pytest.approx(1.0) for r in res.values())
+
+
+def test_config_file_selects_the_llcm_protocol():
+  from ce2l_jax import config_check
+  from ce2l_jax import evaluate as ev
+  root = pathlib.Path(__file__).resolve().parents[1]
+  config = config_check.prepare_config(config_check.load_config_file(str(root / "configs" / "llcm.py")))
+  assert config.data.name == "llcm" and config.data.protocol == "llcm"
+  assert ev.protocol_for(config.data.name, config.eval.protocol) == "llcm"
+  assert config_check.trials_of(config) == [0]  # one run, 10 galleries per direction
+  dry = config_check.prepare_config(config_check.load_config_file(str(root / "configs" / "llcm.py") + ":runlocal"))
+  assert dry.eval.num_trials == 1

@@ -125,3 +125,28 @@ def test_bad_arguments_are_one_line_errors():
     reranking.k_reciprocal_distances(d, 2, lambda_value=1.5)
   with pytest.raises(ValueError, match="square"):
     reranking.k_reciprocal_distances(d[:4], 2)
+
+
+def test_rerank_row_in_the_results_table(tmp_path_factory, tmp_path):
+  """`--config.eval.rerank=true`: the evaluate stage adds '<row> + re-ranking' to results.md and
+  results.json, scored on the same features with re-ranked distances."""
+  import json
+  import shutil
+  import subprocess
+  import sys
+  from tests.trained_workdir import ROOT, clean_env, trained_workdir
+  workdir, data_dir = trained_workdir(tmp_path_factory)
+  w = tmp_path / "w"
+  shutil.copytree(workdir, w)
+  cmd = [sys.executable, "run.py", "--config=configs/smoke.py", f"--config.data.data_dir={data_dir}",
+         "--config.cyclegan.enabled=false", "--config.reid.num_steps=2", "--config.eval.rerank=true",
+         "--config.eval.rerank_k1=4", "--config.eval.rerank_k2=2", "--stages=evaluate", "--force",
+         f"--workdir={w}"]
+  p = subprocess.run(cmd, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=600)
+  assert p.returncode == 0, p.stderr[-3000:]
+  with open(w / "results.json") as f:
+    rows = json.load(f)
+  row = "no conversion (resnet_tiny)"
+  assert set(rows) == {row, f"{row} + re-ranking", "raw pixels"}
+  assert set(rows[f"{row} + re-ranking"]) == set(rows[row])  # every setting
+  assert f"| {row} + re-ranking |" in (w / "results.md").read_text()
