@@ -137,7 +137,7 @@ def test_handcrafted_configs_load_for_every_dataset(row):
     assert c.handcrafted.metrics == (("gsm",) if row == "gsm" else ("euclidean", "xqda"))
     assert tuple(c.input.image_size) == (128, 64)
     assert c.name == {"lomo": "LOMO", "mlbp": "MLBP", "hog": "HOG", "gsm": "GSM"}[row]
-    assert c.handcrafted.max_train_images == (1000 if rows.is_synthetic(c) else 4000)
+    assert c.handcrafted.max_train_images == (300 if rows.is_synthetic(c) else 4000)
   small = load_config_file(f"configs/{row}.py:synthetic_regdb,runlocal")
   assert small.handcrafted.max_train_images == 48 and small.eval.num_trials == 1
   assert small.data.protocol == "regdb"
