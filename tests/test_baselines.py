@@ -10,10 +10,15 @@ import numpy as np
 import pytest
 
 from ce2l_jax import baseline_losses, hcml
-from ce2l_jax.models import create_reid_model, init_reid_variables
+from ce2l_jax.models import create_reid_model
 from ce2l_jax.models.baselines import ViReIDResNet, grey, zero_pad_input
 
 TINY = dict(width=4, blocks=(1, 1, 1, 1))
+FAST = {"xla_backend_optimization_level": 0}   # tiny graphs: compile time dominates
+
+
+def fast_jit(fn):
+  return jax.jit(fn, compiler_options=FAST)
 
 
 def _images(seed=0, n=2, h=32, w=16):
@@ -21,7 +26,8 @@ def _images(seed=0, n=2, h=32, w=16):
 
 
 def _init(model, h=32, w=16):
-  return init_reid_variables(model, jax.random.key(0), h, w)
+  return fast_jit(lambda r: model.init(r, jnp.zeros((2, 1, h, w, 3)), train=False))(
+      jax.random.key(0))
 
 
 # ------------------------------------------------------------------------------- models ----
@@ -39,10 +45,11 @@ def test_zero_padding_input_fills_one_channel_per_modality():
   np.testing.assert_allclose(grey(x)[..., 0], v[..., 0])
 
 
-@pytest.mark.parametrize("name,stems,conv1_in", [("one_stream_tiny", ("stem",), 3),
-                                                 ("two_stream_tiny", ("stem_v", "stem_t"), 3),
-                                                 ("zero_padding_tiny", ("stem",), 2)])
-def test_wu_networks_structure_and_contract(name, stems, conv1_in):
+@pytest.mark.parametrize("name,stems,conv1_in,blind", [
+    ("one_stream_tiny", ("stem",), 3, True),
+    ("two_stream_tiny", ("stem_v", "stem_t"), 3, False),
+    ("zero_padding_tiny", ("stem",), 2, False)])
+def test_wu_networks_structure_and_contract(name, stems, conv1_in, blind):
   model = create_reid_model(name, 5, **TINY)
   variables = _init(model)
   params = variables["params"]
@@ -52,36 +59,33 @@ def test_wu_networks_structure_and_contract(name, stems, conv1_in):
     assert "layer1_0" in params["stem_v"] and "layer1_0" not in params
   else:
     assert "layer1_0" in params
-  images = _images()
-  (emb, out), _ = model.apply(variables, images, train=True, mutable=["batch_stats"])
+
+  @fast_jit
+  def run(variables, images):
+    (emb, out), _ = model.apply(variables, images, train=True, mutable=["batch_stats"])
+    x = images[0]
+    paired, _ = model.apply(variables, jnp.stack([x, x]), train=False)
+    single = [model.apply(variables, x, modality=m, train=False) for m in (0, 1)]
+    return emb, out, paired, [e for e, _ in single], [o["logits"] for _, o in single]
+
+  emb, out, paired, single, logits = run(variables, _images())
   assert emb.shape == out["feat"].shape == (2, 2, 4 * 8 * 4)  # layer4 planes·4 = 8·width·4
-  assert out["logits"].shape == (2, 2, 5)
+  assert out["logits"].shape == (2, 2, 5) and logits[0].shape == (2, 5)
   # Test mode: the single-modality form equals the matching slot of the paired form.
-  emb_p, _ = model.apply(variables, images, train=False)
   for m in (0, 1):
-    emb_s, out_s = model.apply(variables, images[m], modality=m, train=False)
-    np.testing.assert_allclose(emb_s, emb_p[m], rtol=1e-5, atol=1e-6)
-    assert out_s["logits"].shape == (2, 5)
-
-
-def test_one_stream_is_modality_blind_and_zero_padding_is_not():
-  x = _images(1)[0]
-  one = create_reid_model("one_stream_tiny", 3, **TINY)
-  v = _init(one)
-  np.testing.assert_allclose(one.apply(v, x, modality=0)[0], one.apply(v, x, modality=1)[0])
-  zp = create_reid_model("zero_padding_tiny", 3, **TINY)
-  v = _init(zp)
-  a, b = zp.apply(v, x, modality=0)[0], zp.apply(v, x, modality=1)[0]
-  assert not np.allclose(a, b, atol=1e-4)
+    np.testing.assert_allclose(single[m], paired[m], rtol=1e-5, atol=1e-6)
+  # One-stream sees no modality; zero-padding and two-stream do (same image, both modalities).
+  assert np.allclose(single[0], single[1], atol=1e-6) == blind
 
 
 def test_bad_modality_is_one_clear_error():
-  model = ViReIDResNet(3, **TINY)
-  v = _init(model)
+  model = ViReIDResNet(3, **TINY)  # raised while tracing: shapes only, nothing compiled
+  v = jax.eval_shape(lambda: model.init(jax.random.key(0), _images(), train=False))
   with pytest.raises(ValueError, match="modality"):
-    model.apply(v, _images()[0], modality=2)
+    jax.eval_shape(lambda v: model.apply(v, _images()[0], modality=2), v)
   with pytest.raises(ValueError, match="input_mode"):
-    ViReIDResNet(3, input_mode="rgbd", **TINY).init(jax.random.key(0), _images())
+    jax.eval_shape(lambda: ViReIDResNet(3, input_mode="rgbd", **TINY).init(jax.random.key(0),
+                                                                           _images()))
 
 
 # ------------------------------------------------------------------------------- losses ----
@@ -148,10 +152,10 @@ def test_batch_hard_triplet_matches_oracle(normalize):
 def test_losses_have_finite_gradients_on_duplicates():
   f = jnp.ones((4, 3))
   p = jnp.array([0, 0, 1, 1])
-  g = jax.grad(lambda x: baseline_losses.batch_hard_triplet(x, p, 0.3)[0])(f)
+  g = fast_jit(jax.grad(lambda x: baseline_losses.batch_hard_triplet(x, p, 0.3)[0]))(f)
   assert np.isfinite(np.asarray(g)).all()
-  g = jax.grad(lambda x: baseline_losses.cross_modality_contrastive(x, x, p, p, 1.0, "mean",
-                                                                    False)[0])(f)
+  g = fast_jit(jax.grad(lambda x: baseline_losses.cross_modality_contrastive(
+      x, x, p, p, 1.0, "mean", False)[0]))(f)
   assert np.isfinite(np.asarray(g)).all()
 
 
@@ -205,3 +209,10 @@ def test_hcml_aligns_two_modalities_that_raw_features_cannot_match():
 
   assert rank1(qv, gt) < 0.3
   assert rank1(metric.project(qv, 0), metric.project(gt, 1)) > 0.9
+  # The evaluate stage's folded affine maps give the same features.
+  from ce2l_jax.trainers.hcml import affine_maps
+  maps = affine_maps(metric)
+  np.testing.assert_allclose(qv @ maps["a_v"] + maps["b_v"], metric.project(qv, 0), rtol=1e-4,
+                             atol=1e-4)
+  np.testing.assert_allclose(gt @ maps["a_t"] + maps["b_t"], metric.project(gt, 1), rtol=1e-4,
+                             atol=1e-4)

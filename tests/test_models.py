@@ -92,9 +92,9 @@ def test_gem():
 
 
 def test_factory_names_and_errors():
-  from ce2l_jax.models import baselines
+  from ce2l_jax.models import baselines, d2rl
   assert set(MODEL_NAMES) == {"bdtr_alexnet", "alexnet_tiny", "resnet50_agw",
-                              "resnet_tiny"} | set(baselines.FACTORIES)
+                              "resnet_tiny"} | set(baselines.FACTORIES) | set(d2rl.FACTORIES)
   assert create_reid_model("alexnet_tiny", 3, embedding_dim=16).embedding_dim == 16
   with pytest.raises(ValueError, match="unknown re-ID model"):
     create_reid_model("vgg", 3)

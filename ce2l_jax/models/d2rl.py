@@ -101,3 +101,10 @@ class D2RLNet(nn.Module):
 
 
 D2RL_TINY = dict(ngf=8, n_blocks=2, width=8, blocks=(1, 1, 1, 1))
+
+FACTORIES = {
+    "d2rl": lambda num_classes, **kw: D2RLNet(num_classes, **kw),
+    "d2rl_tiny": lambda num_classes, **kw: D2RLNet(num_classes, **{**D2RL_TINY, **kw}),
+}
+# The paper's ResNet-50 works at 256×128 (the CycleGAN's size here); the tiny one at 64×32.
+DEFAULT_INPUT_SIZE = {"d2rl": (256, 128), "d2rl_tiny": (64, 32)}

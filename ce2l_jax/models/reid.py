@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ce2l_jax.models import baselines
+from ce2l_jax.models import baselines, d2rl
 from ce2l_jax.models.alexnet import ALEXNET_FC6, ALEXNET_WIDTHS, AlexNetStream
 from ce2l_jax.models.layers import GeM
 from ce2l_jax.models.resnet import RESNET50_BLOCKS, Bottleneck, ResNetStem, stage_specs
@@ -167,6 +167,7 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "resnet50_agw": lambda num_classes, **kw: ResNetAGW(num_classes, **kw),
     "resnet_tiny": lambda num_classes, **kw: ResNetAGW(num_classes, **{**RESNET_TINY, **kw}),
     **baselines.FACTORIES,  # Wu et al.'s one-stream / two-stream / zero-padding (+ _tiny)
+    **d2rl.FACTORIES,       # D²RL's generators + unified images + shared ResNet (+ _tiny)
 }
 MODEL_NAMES = tuple(_FACTORIES)
 
@@ -174,7 +175,7 @@ MODEL_NAMES = tuple(_FACTORIES)
 # uses 288×144; the tiny ones are the smallest convenient sizes (AlexNet's strides need ≥ 67).
 DEFAULT_INPUT_SIZE = {"bdtr_alexnet": (227, 227), "alexnet_tiny": (67, 67),
                       "resnet50_agw": (288, 144), "resnet_tiny": (64, 32),
-                      **baselines.DEFAULT_INPUT_SIZE}
+                      **baselines.DEFAULT_INPUT_SIZE, **d2rl.DEFAULT_INPUT_SIZE}
 
 
 def create_reid_model(name: str, num_classes: int, **kwargs) -> nn.Module:
