@@ -219,6 +219,8 @@ def _choices() -> dict[str, tuple]:
       "reid.optimizer": ("sgd", "adam", "adamw"),
       "reid.schedule": ("constant", "warmup_step"),
       "reid.lsr_on": ("all", "converted", "none"),
+      "reid.trainer": ("reid", "handcrafted", "d2rl"),
+      "eval.metric_learning": ("none", "hcml"),
       "reid.nan_policy": ("stop", "skip"),
       "cyclegan.nan_policy": ("stop", "skip"),
       "eval.protocol": ("auto", "sysu", "regdb", "llcm"),

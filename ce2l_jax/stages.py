@@ -168,6 +168,17 @@ def stage_convert(config: ml_collections.ConfigDict, wdir: str) -> str:
   return f"done: {summary.get('num_records')} images converted"
 
 
+def reid_trainer(config: ml_collections.ConfigDict):
+  """The module that trains the re-ID stage: `trainers/reid.py`, or `trainers/d2rl.py` when
+  `reid.trainer = 'd2rl'` (same functions: build_train_pipeline, model_info, create_model,
+  make_predict_fn, train, restore_variables)."""
+  if config.reid.get("trainer", "reid") == "d2rl":
+    from ce2l_jax.trainers import d2rl
+    return d2rl
+  from ce2l_jax.trainers import reid
+  return reid
+
+
 def stage_reid(config: ml_collections.ConfigDict, wdir: str) -> str:
   if wd.is_done(wdir, "reid"):
     return f"finished earlier ({wd.done_path(wdir, 'reid')})"
@@ -177,7 +188,7 @@ def stage_reid(config: ml_collections.ConfigDict, wdir: str) -> str:
   from ce2l_jax import convert
   from ce2l_jax import evaluate as ev
   from ce2l_jax.metric_writer import MetricWriter
-  from ce2l_jax.trainers import reid
+  reid = reid_trainer(config)
   t = time.perf_counter()
   cfg, mesh, sdir = config.reid, _mesh(config), wd.stage_dir(wdir, "reid")
   converted = {}
@@ -245,7 +256,7 @@ def stage_evaluate(config: ml_collections.ConfigDict, wdir: str) -> str:
   from ce2l_jax import evaluate as ev
   from ce2l_jax import metrics
   from ce2l_jax.metric_writer import MetricWriter
-  from ce2l_jax.trainers import reid
+  reid = reid_trainer(config)
 
   t = time.perf_counter()
   mesh = _mesh(config)
@@ -257,7 +268,11 @@ def stage_evaluate(config: ml_collections.ConfigDict, wdir: str) -> str:
     step, feats, trials = None, None, None
   else:
     model, variables, step = reid.restore_variables(config, wd.stage_dir(wdir, "reid"), mesh)
-    evaluator = ev.make_evaluator(config, reid.make_predict_fn(model), mesh, test_set)
+    predict = reid.make_predict_fn(model)
+    if config.eval.get("metric_learning", "none") == "hcml":  # configs/hcml.py
+      from ce2l_jax.trainers import hcml
+      predict, variables = hcml.metric_predict_fn(config, predict, variables, mesh)
+    evaluator = ev.make_evaluator(config, predict, mesh, test_set)
     evaluator.batches = _Progress(evaluator.batches, "test features")
     feats = evaluator.features(variables)
     evaluator.features = lambda _: feats  # the protocol's settings and trials reuse them

@@ -113,8 +113,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Re-ID: the paper's BDTR two-stream AlexNet with SGD; the CE²L losses.
   c.reid = ml_collections.ConfigDict()
-  # What the reid stage trains: 'reid' (a re-ID network, below) or 'handcrafted' (no network:
-  # the cross-modality metric of the `handcrafted` section; configs/lomo.py).
+  # What the reid stage trains: 'reid' (a re-ID network, below), 'handcrafted' (no network:
+  # the cross-modality metric of the `handcrafted` section; configs/lomo.py) or 'd2rl' (D²RL's
+  # generators + feature network jointly, trainers/d2rl.py; configs/d2rl.py).
   c.reid.trainer = "reid"
   c.reid.model = "bdtr_alexnet"       # bdtr_alexnet | alexnet_tiny | resnet50_agw | resnet_tiny
   c.reid.embedding_dim = 0            # > 0: create_reid_model(embedding_dim=...) (AlexNet models)
@@ -149,6 +150,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.reid.intra_margin = 0.1           # ρ2
   c.reid.normalize_feats = True       # L2-normalise out['feat'] before the ranking losses
   c.reid.ranking_reduction = "mean"
+  # Terms of the comparison table's baselines, off by default (configs/tone.py, configs/d2rl.py).
+  c.reid.contrastive_weight = 0.0     # TONE: cross-modality contrastive loss (baseline_losses)
+  c.reid.contrastive_margin = 1.0
+  c.reid.triplet_weight = 0.0         # D²RL: batch-hard triplet over both modalities' features
+  c.reid.triplet_margin = 0.3
 
   # Loop.
   c.reid.nan_policy = "stop"          # stop | skip
@@ -173,6 +179,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.eval = evaluate.default_config()
   c.eval.protocol = c.data.get_ref("protocol")
+  c.eval.metric_learning = "none"     # none | hcml: a metric fitted on training features (configs/hcml.py)
+  c.eval.hcml_dim = 0                 # 0: #identities − 1
+  c.eval.hcml_reg = 1e-3
+
+  # D²RL's joint training (configs/d2rl.py; read only when reid.trainer = 'd2rl').
+  c.d2rl = ml_collections.ConfigDict()
+  c.d2rl.from_cyclegan = True         # generators and discriminators start from the cyclegan stage
+  c.d2rl.train_generators = True      # False: the generators stay fixed
+  c.d2rl.image_weight = 1.0           # λ_img: image-level (adversarial + cycle) against feature loss
+  c.d2rl.lambda_cycle = 10.0
+  c.d2rl.gen_lr = 2e-4                # Adam for the generators and the discriminators
+  c.d2rl.beta1 = 0.5
   c.mesh = ml_collections.ConfigDict()
   c.mesh.num_devices = ml_collections.config_dict.placeholder(int)  # None: every device
   return apply_arg(c, arg)

@@ -25,16 +25,14 @@ from __future__ import annotations
 import ml_collections
 
 from ce2l_jax.data import pipeline
-from ce2l_jax.data import synthetic as synthetic_data
 from configs import base, regdb, smoke, synthetic, sysu
 
 DATASETS = ("synthetic_sysu", "synthetic_regdb", "sysu_mm01", "regdb")
 OPTIONS = DATASETS + ("smoke",)
 DEFAULT_DATASET = "synthetic_sysu"
-# The synthetic twins' TFDS names (ce2l_jax/data/synthetic.py's builder configs); until the SYSU
-# twin exists in the builder, the embedded default dataset (SYSU's cameras, 200 / 100 ids) stands in.
-SYNTHETIC_SYSU = ("synthetic_vireid/sysu" if "sysu" in synthetic_data.CONFIGS
-                  else "synthetic_vireid/default")
+# The synthetic twins' TFDS names (ce2l_jax/data/synthetic.py's builder configs); the RegDB twin
+# has one dataset per split, synthetic_vireid/regdb_trial<N> (config_check.trial_config).
+SYNTHETIC_SYSU = "synthetic_vireid/sysu"
 SYNTHETIC_REGDB = "synthetic_vireid/regdb"
 SYNTHETIC_REGDB_TRIALS = (1, 2, 3)   # the twin's splits a full run averages (CPU budget)
 

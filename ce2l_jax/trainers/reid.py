@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ce2l_jax import checkpoint, losses, parallel
+from ce2l_jax import baseline_losses, checkpoint, losses, parallel
 from ce2l_jax.metric_writer import MetricWriter
 from ce2l_jax.train_state import TrainState
 from ce2l_jax.trainers import loop
@@ -54,7 +54,8 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
       (cfg.schedule in ("constant", "warmup_step"), f"reid.schedule={cfg.schedule!r}: constant or warmup_step"),
       (cfg.lsr_on in ("all", "converted", "none"), f"reid.lsr_on={cfg.lsr_on!r}: all, converted or none"),
       (cfg.nan_policy in loop.NAN_POLICIES, f"reid.nan_policy={cfg.nan_policy!r}: stop or skip"),
-      (cfg.ce_weight > 0 or cfg.cross_weight > 0 or cfg.intra_weight > 0,
+      (cfg.ce_weight > 0 or cfg.cross_weight > 0 or cfg.intra_weight > 0
+       or cfg.get("contrastive_weight", 0) > 0 or cfg.get("triplet_weight", 0) > 0,
        "every re-ID loss weight is 0: enable at least one of ce_weight, cross_weight, intra_weight"),
       (cfg.log_every > 0 and cfg.checkpoint_every > 0, "reid.log_every and reid.checkpoint_every must be > 0"),
   ]
@@ -168,6 +169,20 @@ def reid_loss(out: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
           feat[0], feat[1], pids[0], pids[1], margin=cfg.intra_margin, **kw)
       diag["intra_active_frac"] = aux["active_frac"]
       total = total + cfg.intra_weight * terms["intra"]
+  # The comparison table's baselines (configs/tone.py, configs/d2rl.py); absent from CE²L's runs.
+  if cfg.get("contrastive_weight", 0) > 0:   # TONE: every (visible, infrared) pair
+    feat = out["feat"]
+    terms["contrastive"], aux = baseline_losses.cross_modality_contrastive(
+        feat[0], feat[1], pids[0], pids[1], margin=cfg.contrastive_margin,
+        normalize=bool(cfg.normalize_feats))
+    diag["contrastive_neg_active_frac"] = aux["neg_active_frac"]
+    total = total + cfg.contrastive_weight * terms["contrastive"]
+  if cfg.get("triplet_weight", 0) > 0:       # D²RL: batch-hard over both slots pooled
+    feat = out["feat"]
+    terms["triplet"], aux = baseline_losses.batch_hard_triplet(
+        feat.reshape(-1, feat.shape[-1]), pids.reshape(-1), margin=cfg.triplet_margin)
+    diag["triplet_active_frac"] = aux["active_frac"]
+    total = total + cfg.triplet_weight * terms["triplet"]
   terms["loss"] = total
   return total, terms, diag
 
