@@ -24,4 +24,5 @@ def get_config(arg=None):
   c.eval.metric_learning = "hcml"
   c.eval.hcml_dim = 0          # 0: #identities − 1 (level 1), XQDA's own choice (level 2)
   c.eval.hcml_reg = 1e-3
+  c.eval.normalize_features = False   # the metric's embedding is scored as it is (Euclidean)
   return rows.finish(c, "HCML", rest)

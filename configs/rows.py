@@ -7,17 +7,21 @@ options (`runlocal`, `trial=N`, `noconv`), e.g.
   python run.py --config=configs/one_stream.py:synthetic_sysu --workdir=/tmp/one_stream
   python run.py --config=configs/one_stream.py:synthetic_sysu,runlocal --workdir=/tmp/x   # dry run
   python run.py --config=configs/tone.py:regdb,trial=3 --workdir=workdirs/tone_regdb3
+  python run.py --config=configs/tone.py:synthetic_sysu,reduced --workdir=/tmp/tone  # the twin's short schedule
 
 Datasets (DATASETS; the default is synthetic_sysu):
-  synthetic_sysu    the SYSU-like synthetic twin (near-infrared, SYSU's six cameras), `SYNTHETIC_SYSU`
-  synthetic_regdb   the RegDB-like synthetic twin (thermal, one camera per modality), RegDB's
-                    protocol, `SYNTHETIC_REGDB`
+  synthetic_sysu    the SYSU-like synthetic twin (near-infrared, SYSU's six cameras):
+                    configs/synthetic.py
+  synthetic_regdb   the RegDB-like synthetic twin (thermal, one camera per modality, ten splits),
+                    RegDB's protocol: configs/synthetic_regdb.py
   sysu_mm01, regdb  the real datasets (configs/sysu.py, configs/regdb.py: the paper's settings)
   smoke             for tests: configs/smoke.py's seconds-long scale (synthetic_vireid/tiny)
 
 `dataset_config(name)` gives the run config a row starts from: the real datasets' configs as they
-are; the twins with configs/synthetic.py's CPU scale (64×32 images, P=16 × K=2, Adam 1e-3, tiny
-CycleGAN). `is_synthetic(config)` tells the rows which scale to use.
+are; the twins' configs with their CPU scale (64×32 images, P=16 × K=2, Adam 1e-3, 1,500 steps,
+tiny CycleGAN) but without their pretrained `resnet_tiny` weights (`init=''`): those fit one
+layout only, so every deep row starts from scratch on equal terms. `is_synthetic(config)` tells
+the rows which scale to use.
 """
 
 from __future__ import annotations
@@ -25,31 +29,31 @@ from __future__ import annotations
 import ml_collections
 
 from ce2l_jax.data import pipeline
-from configs import base, regdb, smoke, synthetic, sysu
+from configs import base, regdb, smoke, synthetic, synthetic_regdb, sysu
 
 DATASETS = ("synthetic_sysu", "synthetic_regdb", "sysu_mm01", "regdb")
 OPTIONS = DATASETS + ("smoke",)
+REDUCED = "reduced"   # the twins' shorter schedule (configs/synthetic.py): 750 re-ID, 200 CycleGAN steps
 DEFAULT_DATASET = "synthetic_sysu"
-# The synthetic twins' TFDS names (ce2l_jax/data/synthetic.py's builder configs); the RegDB twin
-# has one dataset per split, synthetic_vireid/regdb_trial<N> (config_check.trial_config).
-SYNTHETIC_SYSU = "synthetic_vireid/sysu"
-SYNTHETIC_REGDB = "synthetic_vireid/regdb"
-SYNTHETIC_REGDB_TRIALS = (1, 2, 3)   # the twin's splits a full run averages (CPU budget)
 
 
 def split_arg(arg: str | None) -> tuple[str, str]:
-  """'synthetic_regdb,runlocal' → ('synthetic_regdb', 'runlocal'): the dataset named among the
-  options (at most one; default DEFAULT_DATASET) and the other options for base.apply_arg."""
+  """'synthetic_regdb,reduced,runlocal' → ('synthetic_regdb,reduced', 'runlocal'): the dataset
+  named among the options (at most one; default DEFAULT_DATASET, with `reduced` if given) and the
+  other options for base.apply_arg."""
   items = [s.strip() for s in (arg or "").split(",") if s.strip()]
   named = [s for s in items if s in OPTIONS]
   if len(named) > 1:
     raise ValueError(f"one dataset per run, got {', '.join(named)} in {arg!r}")
-  rest = ",".join(s for s in items if s not in OPTIONS)
-  return (named[0] if named else DEFAULT_DATASET), rest
+  rest = ",".join(s for s in items if s not in OPTIONS + (REDUCED,))
+  dataset = named[0] if named else DEFAULT_DATASET
+  return dataset + (f",{REDUCED}" if REDUCED in items else ""), rest
 
 
 def dataset_config(name: str) -> ml_collections.ConfigDict:
-  """The run config of dataset `name` ∈ DATASETS before a row's overrides (CE²L's method)."""
+  """The run config of dataset `name` ∈ DATASETS (+ ',reduced' for the twins) before a row's
+  overrides (CE²L's method)."""
+  name, _, reduced = name.partition(",")
   if name == "sysu_mm01":
     return sysu.get_config()
   if name == "regdb":
@@ -58,13 +62,11 @@ def dataset_config(name: str) -> ml_collections.ConfigDict:
     return smoke.get_config()
   if name not in DATASETS:
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-  c = synthetic.get_config()
-  if name == "synthetic_sysu":
-    c.data.name = SYNTHETIC_SYSU
-  else:
-    c.data.name = SYNTHETIC_REGDB
-    c.data.protocol = "regdb"
-    c.data.trials = SYNTHETIC_REGDB_TRIALS
+  module = synthetic if name == "synthetic_sysu" else synthetic_regdb
+  c = module.get_config(REDUCED if reduced else None)
+  # Every deep row from scratch on the twins (equal terms): configs/synthetic.py's pretrained
+  # weights fit `resnet_tiny`'s layout only, not the Wu / D²RL networks'.
+  c.init = ""
   return c
 
 

@@ -236,6 +236,8 @@ def test_every_row_config_loads_for_every_dataset(dataset):
     assert c.cyclegan.enabled == (row in ("ce2l", "d2rl"))
     assert (c.reid.trainer == "d2rl") == (row == "d2rl")
     assert (c.eval.metric_learning == "hcml") == (row == "hcml")
+    assert c.eval.normalize_features == (row != "hcml")
+    assert c.init == "" or real
     if row in ("one_stream", "two_stream", "zero_padding"):
       assert c.reid.model == row + ("" if real else "_tiny")
       assert (c.reid.cross_weight, c.reid.intra_weight, c.reid.lsr_on) == (0, 0, "none")
@@ -245,6 +247,8 @@ def test_every_row_config_loads_for_every_dataset(dataset):
       assert not c.convert.enabled and c.reid.triplet_weight > 0
       assert c.reid.model_kwargs.ngf == c.cyclegan.ngf
   assert len(names) == len(ROWS)
+  if not real:  # the twins' shorter schedule passes through
+    assert load_config_file(f"configs/tone.py:{dataset},reduced").reid.num_steps == 750
 
 
 @pytest.fixture(scope="module")
