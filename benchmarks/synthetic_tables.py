@@ -146,7 +146,8 @@ def markdown(report: dict) -> str:
            + (" **Reduced scale** (each twin's `:reduced` config option)." if report["reduced"]
               else ""), "",
            "Cells: mean ± std over seeds (each seed's value is the mean over the protocol's "
-           "galleries or trials), in %. Raw pixels need no training (std 0).", ""]
+           "galleries or trials), in %; with one seed, the value alone. Raw pixels need no "
+           "training (one value).", ""]
   for twin, t in report["twins"].items():
     lines += [f"## {twin} twin (`{TWINS[twin]}`), seeds {', '.join(map(str, t['seeds']))}", ""]
     for setting in SETTINGS[twin]:
@@ -155,8 +156,9 @@ def markdown(report: dict) -> str:
       for row, r in t["rows"].items():
         if setting not in r["agg"]:
           continue
-        cells = [f"{100 * r['agg'][setting][k][0]:.2f} ± {100 * r['agg'][setting][k][1]:.2f}"
-                 for k in KEYS]
+        agg = r["agg"][setting]
+        cells = [f"{100 * agg[k][0]:.2f}" + (f" ± {100 * agg[k][1]:.2f}" if agg[k][2] > 1 else "")
+                 for k in KEYS]  # one seed: no spread over seeds to show
         wall = r.get("wall_min")
         lines.append(f"| {r['label']} | {r['agg'][setting]['rank1'][2]} | " + " | ".join(cells)
                      + f" | {'' if wall is None else f'{wall:.1f}'} |")
