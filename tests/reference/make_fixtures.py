@@ -10,7 +10,7 @@ Not a test and not a dependency of the project: run it by hand where PyTorch is 
 The committed fixtures were written with Python 3.11.7, torch 2.14.1 (+cu130 wheel, run on the
 CPU), torchvision 0.29.1, numpy 2.4.6, and the CycleGAN authors' `models/networks.py` at commit
 78913853ab4a4f5eba717af8433809300c99f0bb (its ResnetGenerator, ResnetBlock and
-NLayerDiscriminator are unchanged on the current master; see `cyclegan` below for the norm layer).
+NLayerDiscriminator; see `make_cyclegan` for the norm layer, which later versions changed).
 Every fixture's `meta` entry (JSON) repeats the versions and settings.
 
 Three fixtures, each small (all three < 1 MB), every array float32, images NHWC (the project's
