@@ -41,6 +41,7 @@ def main(argv):
   # Multi-host: one process per host, with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
   # JAX_PROCESS_ID set (README, "Multi-host"); nothing happens without them.
   parallel.initialize_distributed()
+  _report_devices(_CONFIG.value, _STAGES.value)
   try:
     stages.run(_CONFIG.value, _WORKDIR.value, _STAGES.value, force=_FORCE.value)
   except stages.UserError as e:
@@ -51,6 +52,33 @@ def main(argv):
     if flags.FLAGS["verbosity"].present:
       raise
     _fail(f"{e} (-v 0 shows the traceback)")
+
+
+# Models and widths whose training takes days on a CPU (docs/benchmarks.md, "Train steps").
+_PAPER_SCALE_REID = ("bdtr_alexnet", "resnet50_agw")
+
+
+def _report_devices(config, stages) -> None:
+  """Prints the backend and devices in use; warns when a paper-scale config trains on a CPU."""
+  import jax
+  if jax.process_index() != 0:
+    return
+  devices = jax.devices()
+  print(f"jax {jax.__version__} on {jax.default_backend()}: {len(devices)} device(s), "
+        f"{devices[0].device_kind}" + (f", {jax.process_count()} processes"
+                                       if jax.process_count() > 1 else ""), flush=True)
+  if jax.default_backend() != "cpu":
+    return
+  big = []
+  if "reid" in stages and config.reid.get("model") in _PAPER_SCALE_REID:
+    big.append(f"reid.model={config.reid.model}")
+  if "cyclegan" in stages and config.cyclegan.get("enabled") and config.cyclegan.get("ngf", 0) >= 64:
+    big.append(f"cyclegan.ngf={config.cyclegan.ngf}")
+  if big:
+    print(f"warning: paper-scale settings ({', '.join(big)}) are about to train on a CPU (days "
+          "per run); "
+          "on an NVIDIA GPU install jax's CUDA build: pip install -e '.[cuda]' (or make venv "
+          "CUDA=1)", flush=True)  # stdout: stderr is kept for the one-line errors
 
 
 def _config_path(argv) -> str:
