@@ -101,7 +101,7 @@ def _flops(compiled) -> float:
 # ---------------------------------------------------------------------- the JAX steps ----
 
 
-def reid_step(net: str, batch: int, fast: bool):
+def reid_step(net: str, batch: int, fast: bool, tiny: bool = False):
   """(step(state, batch) → (state, loss), loss_fn(state, batch) → loss, state, batch, images/step)."""
   import jax
   import jax.numpy as jnp
@@ -111,6 +111,8 @@ def reid_step(net: str, batch: int, fast: bool):
   from ce2l_jax.models import create_reid_model, init_reid_variables
   name, (h, w) = {"alexnet": ("bdtr_alexnet", (227, 227)),
                   "resnet": ("resnet50_agw", (288, 144))}[net]
+  if tiny:
+    name, (h, w) = {"alexnet": ("alexnet_tiny", (67, 67)), "resnet": ("resnet_tiny", (64, 32))}[net]
   model = create_reid_model(name, NUM_CLASSES, fast=fast)
   v = init_reid_variables(model, jax.random.key(0), h, w)
   tx = optax.sgd(0.01, momentum=0.9)
@@ -191,14 +193,15 @@ def cyclegan_step(batch: int, size=(128, 64), ngf: int = 64, n_blocks: int = 9):
   return step, forward, state, data, 2 * batch
 
 
-def bench_one(net: str, form: str, batch: int, steps: int) -> dict:
+def bench_one(net: str, form: str, batch: int, steps: int, tiny: bool = False) -> dict:
   """One (net, form) in this process; `CE2L_CONV_IMPL` must already be set to `form`."""
   import jax
   d0 = dot_rate()
   if net == "cyclegan":
-    step, forward, state, data, n_img = cyclegan_step(batch)
+    kw = dict(size=(64, 32), ngf=8, n_blocks=1) if tiny else {}
+    step, forward, state, data, n_img = cyclegan_step(batch, **kw)
   else:
-    step, forward, state, data, n_img = reid_step(net, batch, fast=form != "native")
+    step, forward, state, data, n_img = reid_step(net, batch, fast=form != "native", tiny=tiny)
   t = time.perf_counter()
   compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile()
   compile_s = time.perf_counter() - t
@@ -310,12 +313,15 @@ def main() -> None:
   p.add_argument("--layers", action="store_true", help="the per-layer conv table instead")
   p.add_argument("--layer_batch", type=int, default=8)
   p.add_argument("--layer_filter", default="", help="comma-separated substrings of layer names")
+  p.add_argument("--tiny", action="store_true",
+                 help="tiny networks (alexnet_tiny, resnet_tiny, CycleGAN ngf 8, 1 block, 64×32): a "
+                      "smoke run of this script, not a benchmark")
   p.add_argument("--json", default="")
   p.add_argument("--_one", default="", help=argparse.SUPPRESS)
   args = p.parse_args()
   if args._one:
     net, form, batch = args._one.split(":")
-    print(json.dumps(bench_one(net, form, int(batch), args.steps)))
+    print(json.dumps(bench_one(net, form, int(batch), args.steps, args.tiny)))
     return
   print(f"Machine: {machine()}")
   if args.layers:
@@ -330,11 +336,12 @@ def main() -> None:
     for form in [f for f in args.forms.split(",") if f]:
       env = {**os.environ, "CE2L_CONV_IMPL": form}
       r = _subprocess([sys.executable, os.path.abspath(__file__), "--_one",
-                       f"{net}:{form}:{batch}", "--steps", str(args.steps)], env)
+                       f"{net}:{form}:{batch}", "--steps", str(args.steps)]
+                      + (["--tiny"] if args.tiny else []), env)
       if r:
         rows.append(r)
         print(f"  {net} {form}: {r['step_s']:.2f} s/step", file=sys.stderr, flush=True)
-    if args.torch_python:
+    if args.torch_python and not args.tiny:
       r = _subprocess([args.torch_python, os.path.join(ROOT, "benchmarks", "torch_twins.py"),
                        net, str(batch), str(args.steps)])
       if r:

@@ -65,6 +65,19 @@ def test_conv2d_matches_lax(xs, ks, s, p, g, impl):
   np.testing.assert_array_equal(C.conv2d(x, k, s, p, g, impl="native"), ref(x, k))
 
 
+@pytest.mark.parametrize("xs,ks,s,p,g", [CONV_CASES[i] for i in (0, 1, 3, 5, 9, 10)])
+def test_conv2d_mixed_other_branches(xs, ks, s, p, g, monkeypatch):
+  """The mixed form's per-tap forward (wide layers) and patch-matrix weight gradient (narrow
+  inputs), forced on small shapes."""
+  monkeypatch.setattr(C, "_TAPS_MIN_CHANNEL_PRODUCT", 1)
+  monkeypatch.setattr(C, "_PATCHES_MAX_CHANNELS", 10 ** 6)
+  x, k = _data(xs, ks)
+  pads = C.normalize_padding(p, xs[1:3], ks[:2], C._pair(s))
+  ref = lambda x, k: lax.conv_general_dilated(x, k, C._pair(s), pads, dimension_numbers=DN,
+                                              feature_group_count=g)
+  _check(lambda x, k: C.conv2d(x, k, s, p, g, impl="mixed"), ref, x, k)
+
+
 TRANSPOSE_CASES = [
     # (N, H, W, C), (kh, kw, F, C), strides, padding
     ((2, 4, 3, 6), (3, 3, 4, 6), 2, ((1, 2), (1, 2))),     # torch k3 s2 p1 op1 (CycleGAN up)
@@ -125,4 +138,5 @@ def test_auto_is_matmul_on_cpu_and_bad_impl_is_one_line():
   assert C.resolve_impl("auto") == ("mixed" if jax.default_backend() == "cpu" else "native")
   with pytest.raises(ValueError, match="impl must be one of"):
     C.resolve_impl("fast")
+
 

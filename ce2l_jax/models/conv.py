@@ -30,11 +30,12 @@ Eigen kernel does its own packing, faster than an XLA-assembled patch matrix), w
 gradients are slow — the weight gradient and the input gradient of strided convolutions
 (XLA dilates ∂y) run 3–10× below the `dot` rate, and `feature_group_count` costs as much as
 a dense convolution. Hence the forms `impl` chooses from:
-- "mixed" (a `jax.custom_vjp`, the default on CPU): forward = XLA's convolution, one per
-  group (1×1: one `dot`); ∂x = for stride 1 the forward convolution of ∂y with the flipped,
-  transposed kernel (XLA's fast path), for strides > 1 col2im of one `dot` per kernel tap;
-  ∂K[i, j] = view_ij(x)ᵀ · ∂y, one `dot` per kernel tap (the im2col product split by tap, no
-  patch matrix). The transposed convolution is wired the other way round (forward = the ∂x map,
+- "mixed" (a `jax.custom_vjp`, the default on CPU): forward = per group, XLA's convolution,
+  or for wide-channel layers (C·F ≥ 256·512) one `dot` per kernel tap (Σ_ij view_ij(x)·K[i, j]),
+  1×1: one `dot`; ∂x = for stride 1 the same forward form applied to ∂y with the flipped,
+  transposed kernel, for strides > 1 col2im of one `dot` per kernel tap; ∂K[i, j] =
+  view_ij(x)ᵀ · ∂y, one `dot` per kernel tap (the im2col product split by tap, no patch matrix;
+  for < 16 input channels one patch-matrix `dot`). The transposed convolution is wired the other way round (forward = the ∂x map,
   ∂x = the forward convolution). Forward-mode differentiation (`jax.jvp`) is not defined for it.
 - "matmul": everything through the patch matrix (forward included), built from `pad`, strided
   `slice`s and `concatenate` — linear maps JAX transposes itself, so forward mode works too;
@@ -227,38 +228,59 @@ def _is_pointwise(kernel_hw, pads) -> bool:
   return tuple(kernel_hw) == (1, 1) and not any(p for pp in pads for p in pp)
 
 
+# Measured per layer (docs/notes/fast_convolution.md): XLA:CPU's forward convolution runs near
+# the dot rate for the wide-image, narrow-channel layers, but 2–3× below it for the narrow-image,
+# wide-channel ones (ResNet layer4: 512 → 512 at 18×9), where one dot per tap wins.
+_TAPS_MIN_CHANNEL_PRODUCT = 256 * 512
+# The weight gradient of a layer with few input channels (an RGB stem) as one patch-matrix dot:
+# its per-tap dots would be (3 × N·Ho·Wo)·(N·Ho·Wo × F) slivers, 121 of them for 11×11.
+_PATCHES_MAX_CHANNELS = 16
+
+
+def _conv_taps(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads) -> Array:
+  """Σ_ij view_ij(x) · K[i, j]: one dot per kernel tap (no patch matrix)."""
+  kh, kw = kernel.shape[:2]
+  out = None
+  for idx, v in enumerate(_shifted_views(x, (kh, kw), strides, pads)):
+    t = _matmul(v, kernel[idx // kw, idx % kw])
+    out = t if out is None else out + t
+  return out
+
+
+def _conv_one(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads) -> Array:
+  """One group's forward convolution in its fastest form: 1×1 → a dot; wide channels → one dot
+  per tap; otherwise XLA's convolution."""
+  kh, kw, ci, co = kernel.shape
+  if _is_pointwise((kh, kw), pads):
+    return _matmul(x[:, ::strides[0], ::strides[1]], kernel.reshape(ci, co))
+  if ci * co >= _TAPS_MIN_CHANNEL_PRODUCT:
+    return _conv_taps(x, kernel, strides, pads)
+  return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN)
+
+
 def _fwd_prim(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
               groups: int) -> Array:
-  """F: the forward convolution, one XLA convolution per group (XLA:CPU's forward convolution
-  is fast; its `feature_group_count` form is not); a 1×1 convolution is one `dot`."""
-  kh, kw, ci, f = kernel.shape
-  co = f // groups
-  outs = []
-  for xg, kg in zip(_groups(x, groups, ci), _groups(kernel, groups, co)):
-    if _is_pointwise((kh, kw), pads):
-      outs.append(_matmul(xg[:, ::strides[0], ::strides[1]], kg.reshape(ci, co)))
-    else:
-      outs.append(lax.conv_general_dilated(xg, kg, strides, pads, dimension_numbers=_DN))
-  return _cat(outs)
+  """F: the forward convolution, one `_conv_one` per group (XLA's `feature_group_count` form
+  costs as much as a dense convolution with G× the FLOPs)."""
+  ci, co = kernel.shape[2], kernel.shape[3] // groups
+  return _cat([_conv_one(xg, kg, strides, pads)
+               for xg, kg in zip(_groups(x, groups, ci), _groups(kernel, groups, co))])
 
 
 def _bwd_prim(dy: Array, kernel: Array, x_shape: tuple[int, ...], strides: tuple[int, int],
               pads: Pads, groups: int) -> Array:
-  """B: ∂x of F for output cotangent ∂y. Stride 1: the forward convolution of ∂y with the
-  flipped, transposed kernel (the fast XLA path); strided: col2im(∂y · Kᵀ) (XLA's own form
-  dilates ∂y, which XLA:CPU runs slowly)."""
+  """B: ∂x of F for output cotangent ∂y. Stride 1: the forward convolution (`_conv_one`) of ∂y
+  with the flipped, transposed kernel; strided: col2im(∂y · Kᵀ), one dot per tap (XLA's own
+  form dilates ∂y, which XLA:CPU runs slowly)."""
   kh, kw, ci, f = kernel.shape
   co = f // groups
   (pt, pb), (pl, pr) = pads
   outs = []
   for dyg, kg in zip(_groups(dy, groups, co), _groups(kernel, groups, co)):
-    if _is_pointwise((kh, kw), pads) and strides == (1, 1):
-      outs.append(_matmul(dyg, kg.reshape(ci, co).T))
-    elif strides == (1, 1) and max(pt, pb) <= kh - 1 and max(pl, pr) <= kw - 1:
+    if strides == (1, 1) and max(pt, pb) <= kh - 1 and max(pl, pr) <= kw - 1:
       kt = jnp.flip(kg, (0, 1)).transpose(0, 1, 3, 2)
-      outs.append(lax.conv_general_dilated(
-          dyg, kt, (1, 1), ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)),
-          dimension_numbers=_DN))
+      outs.append(_conv_one(dyg, kt, (1, 1),
+                            ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr))))
     else:  # col2im: ∂x = Σ_ij shift_ij(∂y · K[i, j]ᵀ), one `dot` per tap, added in one pass
       n, h, w = x_shape[:3]
       hp, wp = h + pt + pb, w + pl + pr
@@ -295,9 +317,12 @@ def _wgrad_prim(x: Array, dy: Array, kernel_shape: tuple[int, ...], strides: tup
   co = f // groups
   outs = []
   for xg, dyg in zip(_groups(x, groups, ci), _groups(dy, groups, co)):
-    taps = [lax.dot_general(v, dyg, (((0, 1, 2), (0, 1, 2)), ((), ())))
-            for v in _shifted_views(xg, (kh, kw), strides, pads)]
-    outs.append(jnp.stack(taps).reshape(kh, kw, ci, co))
+    contract = lambda v: lax.dot_general(v, dyg, (((0, 1, 2), (0, 1, 2)), ((), ())))
+    if ci < _PATCHES_MAX_CHANNELS and kh * kw > 1:
+      outs.append(contract(_im2col(xg, (kh, kw), strides, pads)).reshape(kh, kw, ci, co))
+    else:
+      taps = [contract(v) for v in _shifted_views(xg, (kh, kw), strides, pads)]
+      outs.append(jnp.stack(taps).reshape(kh, kw, ci, co))
   return _cat(outs)
 
 
