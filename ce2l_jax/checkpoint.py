@@ -12,8 +12,10 @@ trainer), then scratch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 from typing import Any
 
 import grain
@@ -132,3 +134,32 @@ def resolve_init(workdir_ckpt_dir: str, resume: str | None = None, init: str | N
       raise FileNotFoundError(f"config.init={init!r} does not exist; fix the path or unset it")
     return "init", init
   return "scratch", None
+
+
+KILL_ENV = "CE2L_KILL_AFTER_CHECKPOINT"
+KILLED_EXIT_CODE = 137
+
+
+@contextlib.contextmanager
+def kill_after_first_checkpoint(stage: str):
+  """Test hook (tests/test_run.py, tests/test_scale.py): with $CE2L_KILL_AFTER_CHECKPOINT=<stage>
+  the process exits (`os._exit(KILLED_EXIT_CODE)`, no clean-up, as a SIGKILL) right after that
+  stage's first checkpoint is written; a no-op otherwise."""
+  if os.environ.get(KILL_ENV, "") != stage:
+    yield
+    return
+  original = Checkpointer.save
+
+  def save_then_die(self, step, *args, **kwargs):
+    saved = original(self, step, *args, **kwargs)
+    self.wait()
+    print(f"\n{KILL_ENV}={stage}: exiting after the checkpoint of step {step}", flush=True)
+    sys.stderr.flush()
+    os._exit(KILLED_EXIT_CODE)
+    return saved
+
+  Checkpointer.save = save_then_die
+  try:
+    yield
+  finally:
+    Checkpointer.save = original

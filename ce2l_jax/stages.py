@@ -17,17 +17,14 @@ naming the stage to run first. `<workdir>/config.json` is written at the start (
 checks); a workdir made with another config is refused, naming the differing keys, unless
 `force` (keys that cannot change the results, `config_check.IGNORED_KEYS`, may differ).
 
-Test hook: with the environment variable `CE2L_KILL_AFTER_CHECKPOINT=<stage>` (cyclegan or reid)
-the process exits (`os._exit(KILLED_EXIT_CODE)`, no clean-up, as a SIGKILL) right after that
-stage's first checkpoint is written.
+Test hook: `CE2L_KILL_AFTER_CHECKPOINT=<stage>` (cyclegan or reid) exits right after that stage's
+first checkpoint (`checkpoint.kill_after_first_checkpoint`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
-import sys
 import time
 from typing import Iterable, Sequence
 
@@ -39,10 +36,9 @@ from ce2l_jax import workdir as wd
 from ce2l_jax.config_check import UserError, load_config_file, prepare_config, trial_config, trials_of  # noqa: F401
 from ce2l_jax.datasets import ensure_data  # noqa: F401
 from ce2l_jax.report import BASELINE_ROW, conversion_enabled, row_name  # noqa: F401
+from ce2l_jax.checkpoint import KILL_ENV, KILLED_EXIT_CODE, kill_after_first_checkpoint  # noqa: F401
 
 STAGES = ("cyclegan", "convert", "reid", "evaluate")
-KILL_ENV = "CE2L_KILL_AFTER_CHECKPOINT"
-KILLED_EXIT_CODE = 137
 
 
 def _mesh(config: ml_collections.ConfigDict):
@@ -83,30 +79,6 @@ def check_inputs(config: ml_collections.ConfigDict, wdir: str, stages: Sequence[
                       f"the {first} stage first: --stages={','.join(order)}{hint}")
 
 
-@contextlib.contextmanager
-def _kill_after_first_checkpoint(stage: str):
-  """The test hook of the module docstring (a no-op unless $CE2L_KILL_AFTER_CHECKPOINT=stage)."""
-  if os.environ.get(KILL_ENV, "") != stage:
-    yield
-    return
-  from ce2l_jax import checkpoint
-  original = checkpoint.Checkpointer.save
-
-  def save_then_die(self, step, *args, **kwargs):
-    saved = original(self, step, *args, **kwargs)
-    self.wait()
-    print(f"\n{KILL_ENV}={stage}: exiting after the checkpoint of step {step}", flush=True)
-    sys.stderr.flush()
-    os._exit(KILLED_EXIT_CODE)
-    return saved
-
-  checkpoint.Checkpointer.save = save_then_die
-  try:
-    yield
-  finally:
-    checkpoint.Checkpointer.save = original
-
-
 # --------------------------------------------------------------------------------------------
 # The stages
 # --------------------------------------------------------------------------------------------
@@ -127,7 +99,7 @@ def stage_cyclegan(config: ml_collections.ConfigDict, wdir: str) -> str:
       train_iter = cyclegan.build_train_iterator(config, mesh)
       heldout = conversion_quality.load_images(config, cfg.heldout_split, int(cfg.num_heldout), image_size)
       n = int(cfg.num_samples)
-      with _kill_after_first_checkpoint("cyclegan"):
+      with kill_after_first_checkpoint("cyclegan"):
         state, result = cyclegan.train(cfg, wd.stage_dir(wdir, "cyclegan"), train_iter, mesh=mesh,
                                        eval_batch={"rgb": heldout["rgb"][:n], "ir": heldout["ir"][:n]},
                                        writer=writer)
@@ -207,7 +179,7 @@ def stage_reid(config: ml_collections.ConfigDict, wdir: str) -> str:
     eval_fn = lambda variables, step: evaluator.run_periodic(variables)
   writer = MetricWriter(wdir, reid.STAGE)
   try:
-    with _kill_after_first_checkpoint("reid"):
+    with kill_after_first_checkpoint("reid"):
       state = reid.train(config, sdir, pipe.iterator(), pipe.num_classes, mesh, model=model,
                          steps_per_epoch=pipe.steps_per_epoch, eval_fn=eval_fn, writer=writer)
   finally:
