@@ -26,6 +26,12 @@ import numpy as np
 from PIL import Image
 
 
+def input_config(preset):
+  """'paper': configs/base.py's input section; 'modern': the library defaults (AGW)."""
+  from configs import base
+  return base.get_config().input if preset == "paper" else pipeline.default_input_config()
+
+
 def build_dataset(data_dir: str, num_ids: int, per_id: int, seed: int = 0) -> str:
   """A TFDS array_record dataset of JPEGs with SYSU-like sizes; returns its name."""
   import tensorflow_datasets as tfds
@@ -183,7 +189,7 @@ def main():
     for label, preset in settings:
       for workers, threads in ((0, 2), (2, 1)):
         for draft in ((False, True) if args.jpeg_draft else (False,)):
-          cfg = pipeline.default_input_config(preset)
+          cfg = input_config(preset)
           cfg.workers, cfg.threads, cfg.jpeg_draft = workers, threads, draft
           pipe = pipeline.build_reid_train_pipeline(srcs, cfg, seed=0, process_index=0, process_count=1)
           it = pipe.iterator()
@@ -192,12 +198,12 @@ def main():
             it.close()
           what = f"grain, {workers} workers × {threads} threads" + (", jpeg_draft" if draft else "")
           print(f"{label:18s} {what:36s} {ips:7.0f} images/s wall, {ipc:7.0f} images/CPU-s ({per}/batch)")
-      pipe = pipeline.build_reid_train_pipeline(srcs, pipeline.default_input_config(preset), seed=0,
+      pipe = pipeline.build_reid_train_pipeline(srcs, input_config(preset), seed=0,
                                                 process_index=0, process_count=1)
       ips, ipc = naive_loop(name, tmp, record_index, pipe.sampler, pipe.augment, 0, max(2, nb // 4))
       print(f"{label:18s} {'naive PIL loop, 1 thread':36s} {ips:7.0f} images/s wall, {ipc:7.0f} images/CPU-s")
     for preset in ("paper", "modern"):
-      cfg = pipeline.default_input_config(preset)
+      cfg = input_config(preset)
       from ce2l_jax.data.augment import TrainAugment
       prof = profile_one(srcs.visible, TrainAugment.from_config(cfg))
       print(f"profile ({preset}, visible images, ms/image): " +

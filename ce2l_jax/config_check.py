@@ -213,7 +213,6 @@ def _choices() -> dict[str, tuple]:
   from ce2l_jax.models import MODEL_NAMES
   return {
       "data.protocol": ("sysu", "regdb", "llcm"),
-      "input.preset": ("modern", "paper"),
       "input.channel_aug.mode": tuple(CHANNEL_MODES),
       "reid.model": tuple(MODEL_NAMES),
       "reid.optimizer": ("sgd", "adam", "adamw"),

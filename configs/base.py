@@ -6,7 +6,7 @@ this file (and `sysu_resnet.py`, `smoke.py` from those), overriding only what di
 Sections (docs/architecture.md):
   data      name (TFDS name), data_dir, protocol 'sysu' | 'regdb', trial / trials (RegDB),
             train_split
-  input     `ce2l_jax.data.pipeline.default_input_config("paper")`: 256 → crop 227, P=64 K=1
+  input     the paper's values (256 → crop 227, P=64 K=1) over `pipeline.default_input_config()`
   cyclegan  the reference CycleGAN at 256×128 (`enabled=False`: no-conversion baseline)
   convert   `ce2l_jax.convert.default_config()`
   reid      BDTR two-stream AlexNet, SGD lr 1e-3,
@@ -72,7 +72,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.trials = REGDB_TRIALS   # RegDB trials run in turn when trial = 0
   c.data.train_split = "train"
 
-  c.input = pipeline.default_input_config("paper")
+  # The paper's input (CE²L §4 / BDTR): P=64 identities × K=1 image per modality, resize 256×256
+  # → random crop 227×227, no flip, no erasing; test images resized to 227×227.
+  c.input = pipeline.default_input_config()
+  c.input.update(dict(p=64, k=1, resize=(256, 256), pad=0, crop=(227, 227), flip=False,
+                      image_size=(227, 227)))
+  c.input.random_erasing.prob = 0.0
 
   # The CycleGAN (Zhu et al. 2017, the reference implementation's defaults) at 256×128.
   c.cyclegan = ml_collections.ConfigDict()

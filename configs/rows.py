@@ -74,7 +74,7 @@ def modern_reid(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """ResNet rows on the real datasets: configs/sysu_resnet.py's 288×144 input (P=8 × K=4, crop,
   flip, erasing; no channel augmentation, which none of the table's baselines used) and AGW's
   schedule (SGD 0.1, warm-up 10 epochs, ×0.1 at 40 and 70, 80 epochs), flip-averaged features."""
-  c.input = pipeline.default_input_config("modern")
+  c.input = pipeline.default_input_config()
   c.reid.update(dict(lr=0.1, weight_decay=5e-4, schedule="warmup_step", warmup_epochs=10.0,
                      warmup_factor=0.01, decay_epochs=(40, 70), decay_factor=0.1, epochs=80))
   c.eval.flip = True

@@ -28,7 +28,7 @@ from ce2l_jax.data import pipeline
 
 def get_config(arg=None):
   c = sysu.get_config()
-  c.input = pipeline.default_input_config("modern")
+  c.input = pipeline.default_input_config()
   c.input.channel_aug.mode = "adap_gray"
   c.input.channel_aug.prob = 0.5
   c.reid.update(dict(model="resnet50_agw", lr=0.1, weight_decay=5e-4, schedule="warmup_step",

@@ -104,7 +104,7 @@ def tiny_sources():
 
 def input_config():
   from ce2l_jax.data import pipeline
-  c = pipeline.default_input_config("modern")
+  c = pipeline.default_input_config()
   c.p, c.k = P, K
   c.resize = c.crop = c.image_size = (H, W)
   c.pad = 2                 # random crop, flip and erasing all draw from the example rng

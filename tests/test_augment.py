@@ -8,6 +8,12 @@ from PIL import Image
 
 from ce2l_jax.data import augment as A
 from ce2l_jax.data.pipeline import default_input_config
+from configs import base as base_config
+
+
+def input_config(preset):
+  """'paper': configs/base.py's input section; 'modern': the library defaults (AGW)."""
+  return base_config.get_config().input if preset == "paper" else default_input_config()
 
 
 def _img(h=40, w=20, seed=0):
@@ -22,7 +28,7 @@ def _png(x):
 
 @pytest.mark.parametrize("preset,out", [("paper", (227, 227)), ("modern", (288, 144))])
 def test_presets_shapes_dtypes(preset, out):
-  cfg = default_input_config(preset)
+  cfg = input_config(preset)
   if preset == "modern":
     cfg.channel_aug.mode = "adap_gray"
   t = A.TrainAugment.from_config(cfg)
@@ -36,7 +42,7 @@ def test_presets_shapes_dtypes(preset, out):
 
 
 def test_deterministic_under_seed():
-  cfg = default_input_config("modern")
+  cfg = default_input_config()
   cfg.resize, cfg.crop, cfg.image_size, cfg.pad = (32, 16), (32, 16), (32, 16), 4
   cfg.random_erasing.prob = 1.0
   cfg.channel_aug.mode = "exchange"

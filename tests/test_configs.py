@@ -161,6 +161,10 @@ def test_configs_are_a_package_without_path_edits():
   from ce2l_jax.trainers import cyclegan, reid
   assert not hasattr(reid, "default_config") and not hasattr(cyclegan, "default_config")
   assert load("sysu").reid.lr == 1e-3 and load("sysu_resnet").reid.lr == 0.1
+  import inspect
+  from ce2l_jax.data import pipeline
+  assert not inspect.signature(pipeline.default_input_config).parameters  # no input preset
+  assert load("sysu").input.crop == (227, 227) and load("sysu_resnet").input.crop == (288, 144)
 
 
 def test_references_follow_overrides():

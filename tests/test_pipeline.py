@@ -34,7 +34,7 @@ def _sources(n_ids=6, converted=True):
 
 
 def _cfg(p=4, k=2, **kw):
-  cfg = pipeline.default_input_config("modern")
+  cfg = pipeline.default_input_config()
   cfg.p, cfg.k = p, k
   cfg.resize = cfg.crop = cfg.image_size = (H, W)
   cfg.pad = 2

@@ -2,7 +2,7 @@
 
 Public API
 ----------
-- `default_input_config(preset="modern"|"paper") -> ConfigDict`: every field of `config.input`.
+- `default_input_config() -> ConfigDict`: every field of `config.input` (AGW-style values).
 - `ReidSources(visible, infrared, converted_visible=None, converted_infrared=None)`; built from
   TFDS by `reid_sources_from_tfds(name, data_dir, split="train", converted_name=None, ...)`.
 - `build_reid_train_pipeline(sources, input_cfg, seed, num_devices=None, process_index=None,
@@ -67,30 +67,24 @@ _TAG_UNPAIRED = 0x554E
 
 # ------------------------------------------------------------------------------------ config
 
-def default_input_config(preset: str = "modern") -> ml_collections.ConfigDict:
-  """`config.input` with every field. `preset`: "modern" (AGW/CAJ style) or "paper" (CE²L/BDTR).
-
-  paper: P=64, K=1, resize 256×256 → random crop 227×227, no flip/erasing; test resize 227×227.
-  modern: P=8, K=4, resize 288×144, pad 10 + random crop 288×144, flip, random erasing p=0.5.
-  """
-  if preset not in ("modern", "paper"):
-    raise ValueError(f"input preset {preset!r} is neither 'modern' nor 'paper'")
-  paper = preset == "paper"
+def default_input_config() -> ml_collections.ConfigDict:
+  """`config.input` with every field, at AGW/CAJ-style values (P=8, K=4, resize 288×144, pad 10
+  + random crop 288×144, flip, random erasing p=0.5). The paper's (CE²L/BDTR) values are set as
+  plain values in `configs/base.py`; library code holds no preset."""
   c = ml_collections.ConfigDict()
-  c.preset = preset
-  c.p = 64 if paper else 8          # identities per batch
-  c.k = 1 if paper else 4           # images per identity and modality
+  c.p = 8                           # identities per batch
+  c.k = 4                           # images per identity and modality
   c.converted_share = 0.5           # P(a draw is converted) when an identity has both kinds
   c.num_steps = ml_collections.config_dict.placeholder(int)  # stream length; None: endless
-  c.resize = (256, 256) if paper else (288, 144)   # (H, W) before cropping
-  c.pad = 0 if paper else 10
-  c.crop = (227, 227) if paper else (288, 144)     # random crop (H, W); None: no crop
-  c.flip = not paper
-  c.image_size = (227, 227) if paper else (288, 144)  # network input; eval images resized to it
+  c.resize = (288, 144)             # (H, W) before cropping
+  c.pad = 10
+  c.crop = (288, 144)               # random crop (H, W); None: no crop
+  c.flip = True
+  c.image_size = (288, 144)         # network input; eval images resized to it
   c.resample = "bilinear"
   c.jpeg_draft = False              # JPEG DCT downscaling while decoding (faster, not bit-equal)
   c.random_erasing = ml_collections.ConfigDict(dict(
-      prob=0.0 if paper else 0.5, area=(0.02, 0.4), min_aspect=0.3, fill=aug_lib.AGW_ERASE_FILL))
+      prob=0.5, area=(0.02, 0.4), min_aspect=0.3, fill=aug_lib.AGW_ERASE_FILL))
   c.channel_aug = ml_collections.ConfigDict(dict(mode="none", prob=1.0, slots=(VISIBLE_SLOT,)))
   c.workers = 0                     # grain worker processes (0: in the training process)
   c.threads = 2                     # grain reader threads per process, each builds whole batches
