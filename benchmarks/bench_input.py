@@ -28,8 +28,10 @@ from PIL import Image
 
 def input_config(preset):
   """'paper': configs/base.py's input section; 'modern': the library defaults (AGW)."""
-  from configs import base
-  return base.get_config().input if preset == "paper" else pipeline.default_input_config()
+  from ce2l_jax import config_check
+  if preset == "paper":
+    return config_check.load_config_file(config_check.BASE_CONFIG, check_keys=False).input
+  return pipeline.default_input_config()
 
 
 def build_dataset(data_dir: str, num_ids: int, per_id: int, seed: int = 0) -> str:
