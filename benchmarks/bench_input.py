@@ -29,6 +29,7 @@ from PIL import Image
 def input_config(preset):
   """'paper': configs/base.py's input section; 'modern': the library defaults (AGW)."""
   from ce2l_jax import config_check
+  from ce2l_jax.data import pipeline
   if preset == "paper":
     return config_check.load_config_file(config_check.BASE_CONFIG, check_keys=False).input
   return pipeline.default_input_config()
