@@ -11,11 +11,14 @@ Every mode runs real project code in a fresh process, so a test can start severa
     (the re-ID and evaluate stages on synthetic_vireid/tiny in D) run in this process through
     runpy, as on a host of a multi-host job; process 0 writes the final re-ID params to P.npz.
 
-  python tests/multihost_worker.py cyclegan_stage --data_dir D --workdir W [--out P.npz]
+  python tests/multihost_worker.py cyclegan_stage --data_dir D --workdir W [--out P.npz] [--float64]
     `run.py --config=configs/smoke.py --stages=cyclegan` (the CycleGAN stage on
     synthetic_vireid/tiny in D) through runpy, as on a host of a multi-host job; with
     CE2L_KILL_AFTER_CHECKPOINT=cyclegan in the environment it exits after the first checkpoint
     (ce2l_jax.stages' test hook). Process 0 writes the final checkpoint's four networks to P.npz.
+    --float64: the CycleGAN's parameters, optimiser state, images and history pools in float64
+    (`use_float64_cyclegan`), so that runs on different device/process layouts can be compared
+    tightly (docs/notes/scale_and_faults.md, "Two-host CycleGAN").
 
   python tests/multihost_worker.py reid --workdir W --out P.npz [--num_steps 4]
       [--checkpoint_every 2] [--sleep_after 2 --sleep 0.5] [--kill_at_batch N]
@@ -305,12 +308,44 @@ def save_cyclegan_params(config, workdir: str, out: str) -> None:
     os.replace(tmp, out)
 
 
+def use_float64_cyclegan() -> None:
+  """Makes the CycleGAN stage of this process compute in float64: x64 on, the initial
+  parameters (hence the Adam moments) and the checkpoint restore targets float64, images
+  scaled to [-1, 1] in float64, float64 history pools. The code path is the float32 one.
+
+  Why: in float32 two layouts of the same computation (1 process × 4 devices, 2 processes × 2
+  devices, even 1 process × 2 vs × 4 devices) differ by up to 1e-3 in parameters after a few
+  steps, because Adam maps the rounding noise of near-zero gradients (conv biases right before
+  an instance norm have a zero true gradient) to ±lr steps and XLA's float32 code differs per
+  layout. In float64 the same runs agree to ~1e-16 (docs/notes/scale_and_faults.md), so a
+  real difference (another batch, pool slot or key) stands out.
+  """
+  import jax
+  import jax.numpy as jnp
+  jax.config.update("jax_enable_x64", True)
+  from ce2l_jax.models import cyclegan as cg
+  from ce2l_jax.trainers import cyclegan as T
+  real_init, real_shapes, real_pool = cg.init_params, cg.param_shapes, T.pool_init
+  cg.init_params = lambda *a, **kw: jax.tree.map(lambda p: np.asarray(p, np.float64), real_init(*a, **kw))
+  cg.param_shapes = lambda *a, **kw: jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, jnp.float64), real_shapes(*a, **kw))
+  T.to_unit_range = lambda x: jnp.asarray(x).astype(jnp.float64) / 127.5 - 1.0
+
+  def pool_init(pool_size, image_size):
+    pool = real_pool(pool_size, image_size)
+    return pool.replace(images=pool.images.astype(jnp.float64))
+
+  T.pool_init = pool_init
+
+
 def run_cyclegan_stage(args) -> None:
   """`python run.py --config=configs/smoke.py --stages=cyclegan` as a user starts it on each
   host (run.py starts jax.distributed from the environment)."""
   import runpy
   import jax
   from ce2l_jax import parallel
+  if args.float64:
+    use_float64_cyclegan()
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   real_init = parallel.initialize_distributed
 
@@ -455,6 +490,7 @@ def main() -> None:
   ap.add_argument("--kill_at_image", type=int, default=0)
   ap.add_argument("--kill_at_chunk", type=int, default=-1)
   ap.add_argument("--kill_in_build", action="store_true")
+  ap.add_argument("--float64", action="store_true")
   args = ap.parse_args()
   if args.mode == "reid":
     run_reid(args)

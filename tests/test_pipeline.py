@@ -128,6 +128,30 @@ def test_process_slices_assemble_the_global_batch():
       np.testing.assert_array_equal(np.concatenate([parts[0][t][key], parts[1][t][key]], axis=1), full[t][key])
 
 
+def test_unpaired_process_slices_assemble_the_global_batch():
+  """The CycleGAN's unpaired stream on 2 processes: process i builds rows [4i, 4i + 4) of the
+  global batch of 8, the same images with the same random crop and flip as one process builds
+  (records of random pixels, so a crop or flip drawn per process would show)."""
+  rng = np.random.default_rng(0)
+
+  def src(modality, n):
+    return sources.InMemorySource({
+        "image": rng.integers(0, 256, (n, H + 4, W + 2, 3), dtype=np.uint8),
+        "pid": np.arange(n) // 2 + 1, "camid": np.full(n, 3 * modality + 1),
+        "modality": np.full(n, modality), "file": np.array([f"{modality}/{i}" for i in range(n)])})
+
+  vis, ir = src(0, 11), src(1, 7)
+  cfg = _cfg()
+  cfg.unpaired.update(dict(batch_size=8, resize=(H + 2, W + 2), crop=(H, W), flip=True))
+  full = _take(pipeline.build_unpaired_iterator(vis, ir, cfg, 5, process_index=0, process_count=1), 3)
+  parts = [_take(pipeline.build_unpaired_iterator(vis, ir, cfg, 5, process_index=i, process_count=2), 3)
+           for i in range(2)]
+  for t in range(3):
+    for key in ("rgb", "ir"):
+      assert parts[0][t][key].shape == (4, H, W, 3)
+      np.testing.assert_array_equal(np.concatenate([parts[0][t][key], parts[1][t][key]]), full[t][key])
+
+
 def test_config_errors():
   srcs = _sources()
   with pytest.raises(ValueError, match=r"input\.p\*input\.k .* 6 is not divisible by the number of devices \(8\)"):

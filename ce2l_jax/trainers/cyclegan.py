@@ -109,7 +109,7 @@ def pool_apply(pool: ImagePool, images: jax.Array, draws: jax.Array) -> tuple[Im
     buf = buf.at[idx].set(jnp.where(full & ~swap, old, image))
     return (buf, jnp.minimum(num + 1, size)), jnp.where(swap, old, image)
 
-  (buf, num), out = jax.lax.scan(one, (pool.images, pool.num), (images.astype(jnp.float32), swap_draw, slot_draw))
+  (buf, num), out = jax.lax.scan(one, (pool.images, pool.num), (images.astype(pool.images.dtype), swap_draw, slot_draw))
   return ImagePool(buf, num), out.astype(images.dtype)
 
 
