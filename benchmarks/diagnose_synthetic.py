@@ -43,6 +43,20 @@ from ce2l_jax.models import pretrained  # noqa: E402
 from ce2l_jax.trainers import reid as reid_trainer  # noqa: E402
 
 
+def resize_images(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Images (N, H, W, 3) uint8 at `size` (H, W): an area mean for integer down-scaling factors
+  (as before), otherwise PIL bilinear (antialiased when shrinking), the resize `run.py`'s input
+  pipeline applies (`ce2l_jax.data.augment.resize`), e.g. 128×64 → 67×67 for `alexnet_tiny`."""
+  h, w = img.shape[1:3]
+  if (h, w) == tuple(size):
+    return img
+  if h % size[0] == 0 and w % size[1] == 0:
+    fh, fw = h // size[0], w // size[1]
+    return img.reshape(len(img), size[0], fh, size[1], fw, 3).mean(axis=(2, 4)).round().astype(np.uint8)
+  from ce2l_jax.data import augment
+  return np.stack([augment.resize(x, tuple(size)) for x in img])
+
+
 def load(name: str, size: tuple[int, int], cache: str | None) -> dict:
   """{split: records} of a synthetic config, area-resized to `size` (cached as .npz)."""
   out = {}
@@ -52,12 +66,16 @@ def load(name: str, size: tuple[int, int], cache: str | None) -> dict:
       with np.load(path, allow_pickle=True) as z:
         out[split] = {k: z[k] for k in z.files}
       continue
-    d = synthetic.generate(name, split)
-    img = d["image"]
-    fh, fw = img.shape[1] // size[0], img.shape[2] // size[1]
-    if fh > 1 or fw > 1:
-      img = img.reshape(len(img), size[0], fh, size[1], fw, 3).mean(axis=(2, 4)).round().astype(np.uint8)
-    d["image"] = img
+    native = cache and os.path.join(cache, f"{name}_{split}_native.npz")
+    if native and os.path.exists(native):  # rendered once, resized to each size asked for
+      with np.load(native, allow_pickle=True) as z:
+        d = {k: z[k] for k in z.files}
+    else:
+      d = synthetic.generate(name, split)
+      if native:
+        os.makedirs(cache, exist_ok=True)
+        np.savez(native, **{k: v for k, v in d.items() if k != "file"})
+    d["image"] = resize_images(d["image"], size)
     out[split] = d
     if path:
       os.makedirs(cache, exist_ok=True)
@@ -234,6 +252,15 @@ class _RankOn:
     return hash((self.model, self.key))
 
 
+def model_args(cfg, args) -> None:
+  """`--width` (ResNet width) and `--model_kwargs` (JSON; lists become tuples) into
+  `cfg.model_kwargs`, e.g. --model_kwargs='{"widths": [32, 64, 96, 96, 64], "fc6_dim": 512}'."""
+  if args.width:
+    cfg.model_kwargs.width = args.width
+  for k, v in json.loads(args.model_kwargs or "{}").items():
+    cfg.model_kwargs[k] = tuple(v) if isinstance(v, list) else v
+
+
 def pretrain(args, size, variables) -> dict:
   """ImageNet's part: CE on the *visible* images of a disjoint synthetic identity set, fed to
   both stems; returns `variables` with the backbone (stems, layer1..4) replaced."""
@@ -247,8 +274,7 @@ def pretrain(args, size, variables) -> dict:
   cfg = load_config_file(BASE_CONFIG).reid  # configs/base.py: the paper's re-ID section
   cfg.update(dict(model=args.model, optimizer="adam", lr=args.lr, cross_weight=0.0,
                   intra_weight=0.0, lsr_on="none", weight_decay=args.wd))
-  if args.width:
-    cfg.model_kwargs.width = args.width
+  model_args(cfg, args)
   n_cls = len(np.unique(vis["pid"]))
   model = reid_trainer.create_model(cfg, n_cls)
   tx, schedule = reid_trainer.make_optimizer(cfg, args.pretrain_steps)
@@ -285,8 +311,7 @@ def train(args) -> dict:
                   intra_weight=args.intra, cross_weight=args.cross, lsr_on=args.lsr,
                   schedule=args.schedule, warmup_epochs=args.warmup / args.steps,
                   decay_epochs=tuple(d / args.steps for d in args.decay), steps_per_epoch=args.steps))
-  if args.width:
-    cfg.model_kwargs.width = args.width
+  model_args(cfg, args)
   if args.specific_layer1:
     cfg.model_kwargs.specific_layer1 = True
   for kv in args.set or []:
@@ -390,6 +415,7 @@ def main(argv=None):
   ap.add_argument("--model", default="resnet_tiny")
   ap.add_argument("--init", default="")
   ap.add_argument("--width", type=int, default=0, help="resnet width (resnet_tiny: 8)")
+  ap.add_argument("--model_kwargs", default="", help="JSON create_reid_model keywords")
   ap.add_argument("--rank_on", default="", help="e.g. feat_bn: ranking losses on that output")
   ap.add_argument("--pretrain_data", default="", help="synthetic config for visible pretraining")
   ap.add_argument("--pretrain_steps", type=int, default=1000)

@@ -5,14 +5,24 @@ scratch on the synthetic twins learns the training identities but transfers poor
 modalities to unseen ones (docs/notes/synthetic_benchmark.md). This module plays ImageNet's part:
 it trains the re-ID backbone with identity cross-entropy only (no ranking losses) on the *visible*
 images of `synthetic_vireid/pretrain` — 500 other people (generator seed 1000), none of whom is in
-any twin — and writes the backbone as a torchvision-style state dict `.npz`, which the re-ID stage
-loads through the same path as real ImageNet weights (`config.init`,
-`ce2l_jax.models.pretrained.load_torchvision_resnet`: conv1/bn1 into both stems, layer1..4).
+any twin — and writes the backbone in the format of the real ImageNet weights of that network, so
+that the re-ID stage loads it through the same path (`config.init`):
+- ResNets (`resnet_tiny`, `resnet50_agw`): a torchvision-style state dict `.npz`, read by
+  `ce2l_jax.models.pretrained.load_torchvision_resnet` (conv1/bn1 into both stems, layer1..4);
+- AlexNets (`alexnet_tiny`, `bdtr_alexnet`): a `bvlc_alexnet.npy` in the Caffe layout (a pickled
+  dict layer → [W, b], conv W (out, in/groups, kh, kw), fc6 W (out, in) over pool5 flattened in
+  (C, H, W) order, conv1 for BGR 0–255 minus Caffe's mean pixel), read by
+  `ce2l_jax.models.pretrained.load_bvlc_alexnet` (conv1..fc6 into both streams; input convention
+  folded back into conv1). BN6, fc7 and fc8 are not in the file, as they are not in BVLC's.
+  fc6's width depends on the input size (pool5 h×w×C5): the file fits runs at the same square
+  input size only, as BVLC's fits 227×227 only.
 
-Both stems see visible images here (each slot of the P×K batch holds visible images of the same
-identities, differently augmented), so the file has one conv1/bn1, as ImageNet weights do.
+Both streams/stems see visible images here (each slot of the P×K batch holds visible images of the
+same identities, differently augmented), so the file has one set of weights, as ImageNet's has.
 
   python -m ce2l_jax.synthetic_pretrain --out=weights/resnet_tiny_synthetic.npz     # ~10 CPU min
+  python -m ce2l_jax.synthetic_pretrain --model=alexnet_tiny --size 131 131 --pad=8 \
+      --out=weights/alexnet_tiny_synthetic.npy    # docs/notes/synthetic_alexnet.md
 """
 
 from __future__ import annotations
@@ -29,7 +39,8 @@ import numpy as np
 from ce2l_jax.data import synthetic
 
 DEFAULTS = dict(model="resnet_tiny", data="pretrain", size=(64, 32), steps=3000, p=16, k=2,
-                lr=1e-3, weight_decay=5e-4, seed=0)
+                lr=1e-3, weight_decay=5e-4, seed=0, pad=4, model_kwargs="")
+MODELS = ("resnet_tiny", "resnet50_agw", "alexnet_tiny", "bdtr_alexnet")
 
 
 def visible_images(name: str, size: tuple[int, int]) -> dict:
@@ -42,10 +53,14 @@ def visible_images(name: str, size: tuple[int, int]) -> dict:
       parts.append((table, synthetic.render(name, table)))
   pid = np.concatenate([t["pid"] for t, _ in parts])
   img = np.concatenate([i for _, i in parts])
-  fh, fw = img.shape[1] // size[0], img.shape[2] // size[1]
-  if fh > 1 or fw > 1:
+  h, w = img.shape[1:3]
+  if (h, w) != tuple(size) and h % size[0] == 0 and w % size[1] == 0:  # area mean
+    fh, fw = h // size[0], w // size[1]
     img = img.reshape(len(img), size[0], fh, size[1], fw, 3).mean(axis=(2, 4))
     img = np.round(img).astype(np.uint8)
+  elif (h, w) != tuple(size):  # any other size: the input pipeline's PIL bilinear resize
+    from ce2l_jax.data import augment
+    img = np.stack([augment.resize(x, tuple(size)) for x in img])
   return {"image": img, "pid": pid}
 
 
@@ -69,8 +84,59 @@ def export_torchvision(variables: dict) -> dict[str, np.ndarray]:
   return out
 
 
+def export_bvlc_alexnet(variables: dict) -> dict[str, list[np.ndarray]]:
+  """stream_v's conv1..fc6 of a `BDTRAlexNet` as a `bvlc_alexnet.npy` dict in the Caffe layout:
+  the inverse of `pretrained.load_bvlc_alexnet(layout='caffe', input_convention='imagenet')`.
+
+  The loader folds Caffe's input (BGR, 255·u − μ_bgr) into conv1 for our RGB (u − mean)/std:
+  W_ours[c] = 255·std_c · W_caffe[rgb c], b_ours = b_caffe + Σ W_caffe·(255·mean − μ). Here
+  W_caffe = W_ours / (255·std) (channels back to BGR) and b_caffe = b_ours − Σ W_caffe·(255·mean − μ),
+  in float64. fc6's rows go from our (H, W, C) flatten of pool5 to Caffe's (C, H, W).
+  """
+  from ce2l_jax.models import pretrained
+  stream = variables["params"][pretrained.STREAMS[0]]
+  c5 = stream["conv5"]["kernel"].shape[-1]
+  out = {}
+  for layer in pretrained.ALEXNET_LAYERS:
+    w = np.asarray(stream[layer]["kernel"], np.float64)
+    b = np.asarray(stream[layer]["bias"], np.float64)
+    if layer == "conv1":
+      mean = np.asarray(pretrained.IMAGENET_MEAN, np.float64)
+      std = np.asarray(pretrained.IMAGENET_STD, np.float64)
+      w = w / (255.0 * std)[None, None, :, None]            # RGB, Caffe's input scale
+      offset = 255.0 * mean - np.asarray(pretrained.CAFFE_MEAN_BGR, np.float64)[::-1]
+      b = b - np.einsum("hwco,c->o", w, offset)
+      w = w[:, :, ::-1, :]                                  # RGB → BGR
+    if layer.startswith("conv"):
+      w = w.transpose(3, 2, 0, 1)                           # (kh, kw, in, out) → (out, in, kh, kw)
+    else:
+      n_in, n_out = w.shape
+      hw = int(round(np.sqrt(n_in // c5)))
+      if hw * hw * c5 != n_in:
+        raise ValueError(f"fc6: {n_in} inputs are not a square pool5 of {c5} channels (the "
+                         "BVLC layout needs a square input, e.g. --size 131 131)")
+      w = w.reshape(hw, hw, c5, n_out).transpose(3, 2, 0, 1).reshape(n_out, n_in)
+    out[layer] = [w.astype(np.float32), b.astype(np.float32)]
+  return out
+
+
+def write_weights(out: str, variables: dict, model: str) -> None:
+  """The backbone of `variables` written atomically to `out` in the real weights' format of
+  `model` (module docstring)."""
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  if "alexnet" in model:
+    weights, tmp = export_bvlc_alexnet(variables), out + ".tmp"
+    with open(tmp, "wb") as f:
+      np.save(f, weights, allow_pickle=True)
+  else:
+    tmp = out + ".tmp.npz"
+    np.savez(tmp, **export_torchvision(variables))
+  os.replace(tmp, out)
+
+
 def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: int, lr: float,
-             weight_decay: float, seed: int, log_every: int = 100) -> dict:
+             weight_decay: float, seed: int, pad: int = 4, model_kwargs: str = "",
+             log_every: int = 100) -> dict:
   """Trains and writes `out` (atomically); returns a summary (steps, seconds, final accuracy)."""
   from ce2l_jax.config_check import BASE_CONFIG, load_config_file
   from ce2l_jax.train_state import TrainState
@@ -78,6 +144,8 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
   cfg = load_config_file(BASE_CONFIG).reid  # configs/base.py: the paper's re-ID section
   cfg.update(dict(model=model, optimizer="adam", lr=lr, weight_decay=weight_decay,
                   cross_weight=0.0, intra_weight=0.0, lsr_on="none"))
+  for key, value in json.loads(model_kwargs or "{}").items():  # lists → tuples (module fields)
+    cfg.model_kwargs[key] = tuple(value) if isinstance(value, list) else value
   vis = visible_images(data, tuple(size))
   pids = np.unique(vis["pid"])
   label = np.searchsorted(pids, vis["pid"]).astype(np.int32)
@@ -92,7 +160,7 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
   for s in range(1, steps + 1):
     ids = rng.choice(len(pids), p, replace=False)
     slots = [np.concatenate([rng.choice(rows[i], k) for i in ids]) for _ in range(2)]
-    batch = {"image": np.stack([_augment(vis["image"][r], rng) for r in slots]),
+    batch = {"image": np.stack([_augment(vis["image"][r], rng, pad) for r in slots]),
              "pid": np.stack([label[r] for r in slots]),
              "converted": np.zeros((2, p * k), bool)}
     state, m = step(state, {key: jnp.asarray(v) for key, v in batch.items()})
@@ -100,29 +168,34 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
     if s % log_every == 0 or s == steps:
       print(json.dumps({"step": s, "seconds": round(time.time() - t0, 1), "ce": float(m["ce"]),
                         "accuracy": float(np.mean(acc[-log_every:]))}), flush=True)
-  sd = export_torchvision({"params": state.params, "batch_stats": state.batch_stats})
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  tmp = out + ".tmp.npz"
-  np.savez(tmp, **sd)
-  os.replace(tmp, out)
+  write_weights(out, {"params": state.params, "batch_stats": state.batch_stats}, model)
   summary = {"out": out, "steps": steps, "seconds": time.time() - t0,
              "train_accuracy_last100": float(np.mean(acc[-100:])), "identities": int(len(pids)),
-             "images": int(len(label)), "model": model, "data": data, "size": list(size)}
+             "images": int(len(label)), "model": model, "model_kwargs": model_kwargs, "data": data,
+             "size": list(size), "pad": pad, "lr": lr, "seed": seed}
   print(json.dumps(summary))
   return summary
 
 
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--out", required=True, help="the .npz to write (torchvision key names)")
+  ap.add_argument("--out", required=True, help="the file to write: .npz (ResNets, torchvision "
+                  "key names) or .npy (AlexNets, bvlc_alexnet.npy's Caffe layout)")
   for key, value in DEFAULTS.items():
     if key == "size":
       ap.add_argument("--size", type=int, nargs=2, default=value)
     else:
       ap.add_argument(f"--{key}", type=type(value), default=value)
   args = vars(ap.parse_args(argv))
-  if args["model"] not in ("resnet_tiny", "resnet50_agw"):
-    ap.error(f"--model={args['model']}: a ResNet model (resnet_tiny or resnet50_agw)")
+  if args["model"] not in MODELS:
+    ap.error(f"--model={args['model']}: one of {', '.join(MODELS)}")
+  if "alexnet" in args["model"] and args["size"][0] != args["size"][1]:
+    ap.error(f"--size {args['size'][0]} {args['size'][1]}: AlexNet weights in the BVLC layout "
+             "need a square input (fc6 reads a square pool5), e.g. --size 131 131")
+  try:
+    json.loads(args["model_kwargs"] or "{}")
+  except json.JSONDecodeError as e:
+    ap.error(f"--model_kwargs={args['model_kwargs']!r}: not JSON ({e})")
   if args["data"] not in synthetic.CONFIGS:
     ap.error(f"--data={args['data']}: one of {sorted(synthetic.CONFIGS)}")
   pretrain(**args)

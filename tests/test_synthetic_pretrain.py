@@ -1,0 +1,71 @@
+"""The synthetic pretraining's AlexNet export (`ce2l_jax.synthetic_pretrain`): the file it writes
+is read back by the real-weights loader (`pretrained.load_bvlc_alexnet`, the path a
+`bvlc_alexnet.npy` takes) into exactly the trained stream, and the exported Caffe-layout arrays are
+Caffe's convention (checked against a loop convolution on BGR 0–255 minus the mean pixel).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ce2l_jax import synthetic_pretrain
+from ce2l_jax.models import create_reid_model, pretrained
+from tests.test_models import random_variables
+from tests.test_pretrained import np_conv
+
+
+@pytest.fixture(scope="module")
+def trained():
+  # 99×99 → pool5 2×2: fc6's (H, W, C) ↔ (C, H, W) reordering is exercised.
+  model = create_reid_model("alexnet_tiny", 5)
+  return model, random_variables(model, 99, 99, seed=3)
+
+
+def test_alexnet_export_round_trips_through_the_bvlc_loader(tmp_path, trained):
+  model, variables = trained
+  path = str(tmp_path / "alexnet_tiny_synthetic.npy")
+  synthetic_pretrain.write_weights(path, variables, "alexnet_tiny")
+  # The loader's restricted unpickler reads it (no allow_pickle), in the Caffe layout.
+  raw = pretrained.read_pickled_npy(path)
+  assert sorted(raw) == sorted(pretrained.ALEXNET_LAYERS)
+  assert raw["conv1"][0].shape == (16, 3, 11, 11) and raw["fc6"][0].shape == (256, 2 * 2 * 32)
+
+  fresh = random_variables(model, 99, 99, seed=4)
+  loaded = pretrained.load_bvlc_alexnet(path, fresh)  # layout auto → caffe, folded input
+  for s in pretrained.STREAMS:  # both streams get the trained stream_v
+    for layer in pretrained.ALEXNET_LAYERS:
+      for leaf in ("kernel", "bias"):
+        np.testing.assert_allclose(loaded["params"][s][layer][leaf],
+                                   variables["params"]["stream_v"][layer][leaf],
+                                   rtol=1e-5, atol=1e-6, err_msg=f"{s}/{layer}/{leaf}")
+  # What the file does not hold (BN6, fc7, fc8) keeps the fresh initialisation, as with BVLC's.
+  np.testing.assert_array_equal(loaded["params"]["fc7"]["kernel"], fresh["params"]["fc7"]["kernel"])
+  np.testing.assert_array_equal(loaded["params"]["stream_v"]["bn6"]["scale"],
+                                fresh["params"]["stream_v"]["bn6"]["scale"])
+  # The visible stream computes what the trained one did.
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 99, 99, 3)), jnp.float32)
+  fwd = jax.jit(lambda v, x: model.apply(v, x, modality=0)[1]["fc6"])
+  np.testing.assert_allclose(fwd(loaded, x), fwd(variables, x), rtol=1e-4, atol=1e-4)
+
+
+def test_alexnet_export_is_in_caffes_input_convention(tmp_path, trained):
+  """conv1 in the file, applied (loop reference) to Caffe's input — BGR 0–255 minus the mean
+  pixel — equals the trained conv1 on our input, RGB normalised with ImageNet mean/std."""
+  _, variables = trained
+  w, b = synthetic_pretrain.export_bvlc_alexnet(variables)["conv1"]
+  u = np.random.default_rng(1).uniform(0, 1, size=(1, 15, 19, 3))  # RGB in [0, 1]
+  x = (u - pretrained.IMAGENET_MEAN) / pretrained.IMAGENET_STD
+  z = 255 * u[..., ::-1] - pretrained.CAFFE_MEAN_BGR
+  conv1 = variables["params"]["stream_v"]["conv1"]
+  ours = np_conv(x, np.asarray(conv1["kernel"]).transpose(3, 2, 0, 1), np.asarray(conv1["bias"]),
+                 stride=4, pad=0)
+  np.testing.assert_allclose(np_conv(z, w, b, stride=4, pad=0), ours, rtol=1e-4, atol=1e-4)
+
+
+def test_alexnet_export_needs_a_square_pool5(tmp_path):
+  model = create_reid_model("alexnet_tiny", 5)
+  variables = random_variables(model, 131, 67)  # pool5 3×1
+  with pytest.raises(ValueError, match="square"):
+    synthetic_pretrain.write_weights(str(tmp_path / "x.npy"), variables, "alexnet_tiny")
+  assert not (tmp_path / "x.npy").exists()
