@@ -1,7 +1,8 @@
 """The synthetic pretraining's AlexNet export (`ce2l_jax.synthetic_pretrain`): the file it writes
 is read back by the real-weights loader (`pretrained.load_bvlc_alexnet`, the path a
 `bvlc_alexnet.npy` takes) into exactly the trained stream, and the exported Caffe-layout arrays are
-Caffe's convention (checked against a loop convolution on BGR 0–255 minus the mean pixel).
+Caffe's convention (checked against a loop convolution on BGR 0–255 minus the mean pixel); the
+ResNet export round-trips through `load_torchvision_resnet` likewise.
 """
 
 import jax
@@ -69,3 +70,37 @@ def test_alexnet_export_needs_a_square_pool5(tmp_path):
   with pytest.raises(ValueError, match="square"):
     synthetic_pretrain.write_weights(str(tmp_path / "x.npy"), variables, "alexnet_tiny")
   assert not (tmp_path / "x.npy").exists()
+
+
+def test_resnet_export_round_trips_through_the_torchvision_loader(tmp_path):
+  model = create_reid_model("resnet_tiny", 5)
+  variables = random_variables(model, 64, 32, seed=5)
+  path = str(tmp_path / "resnet_tiny_synthetic.npz")
+  synthetic_pretrain.write_weights(path, variables, "resnet_tiny")
+  loaded = pretrained.load_torchvision_resnet(path, random_variables(model, 64, 32, seed=6))
+  for coll in ("params", "batch_stats"):
+    for key, want in jax.tree_util.tree_leaves_with_path(variables[coll]):
+      top = key[0].key
+      if top.startswith(("stem_v", "layer")):  # both stems load stem_v's (one conv1/bn1)
+        got = loaded[coll]
+        for k in key:
+          got = got[k.key]
+        np.testing.assert_array_equal(got, want, err_msg=f"{coll}/{key}")
+
+
+def test_synthetic_alexnet_config_is_the_demo_with_the_papers_network():
+  """configs/synthetic_alexnet.py = configs/synthetic.py with the AlexNet, its input and its
+  pretrained file; a square input (the BVLC layout's fc6 needs one) that AlexNet's strides take."""
+  import json
+  import os
+  from ce2l_jax import config_check
+  from tests.test_configs import ROOT, load
+  base, c = load("synthetic"), load("synthetic_alexnet")
+  diff = set(config_check.diff_configs(json.loads(base.to_json_best_effort()),
+                                       json.loads(c.to_json_best_effort())))
+  assert {k for k in diff if not k.startswith(("input.", "reid."))} == {"init"}
+  assert c.reid.model == "alexnet_tiny" and c.init.endswith("alexnet_tiny_synthetic.npy")
+  assert os.path.dirname(c.init) == os.path.join(ROOT, "weights")
+  h, w = c.input.image_size
+  assert h == w >= 67 and tuple(c.input.crop) == (h, w)
+  assert load("synthetic_alexnet", "reduced").reid.num_steps == 750
