@@ -114,14 +114,17 @@ class Job:
 def start(args: list[str], num_processes: int, devices_per_process: int, tmp_path, tag: str,
           timeout: float = 400, env: dict | None = None) -> Job:
   """Starts `num_processes` workers of one `jax.distributed` job on 127.0.0.1 (returns at
-  once). Skips (before starting anything) only when this machine has no loopback TCP."""
+  once); `num_processes=0`: one plain process, without jax.distributed (no coordinator, no
+  port: it cannot meet another job's workers). Skips (before starting anything) only when this
+  machine has no loopback TCP."""
   require_loopback_tcp()
   port = free_port()
   procs, logs = [], []
-  for pid in range(num_processes):
+  for pid in range(max(num_processes, 1)):
     log = open(tmp_path / f"{tag}_{pid}.log", "w+")
-    penv = worker_env(devices_per_process, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-                      JAX_NUM_PROCESSES=str(num_processes), JAX_PROCESS_ID=str(pid), **(env or {}))
+    job = dict(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=str(num_processes),
+               JAX_PROCESS_ID=str(pid)) if num_processes else {}
+    penv = worker_env(devices_per_process, **job, **(env or {}))
     procs.append(subprocess.Popen([sys.executable, WORKER, *args], cwd=ROOT, env=penv, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True))
     logs.append(log)
@@ -277,8 +280,8 @@ def test_two_hosts_cyclegan_killed_and_resumed_equal_one_host(tmp_path, smoke_da
   from ce2l_jax.trainers import cyclegan as T
   args = ["cyclegan_stage", f"--data_dir={smoke_data}", "--float64"]
   single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
-  # The reference runs alongside the killed run (the machine's cores are shared either way).
-  reference = start(args + [f"--workdir={single}", f"--out={tmp_path / 'single.npz'}"], 1, 4,
+  # The reference (one plain process, no jax.distributed) runs alongside the killed run.
+  reference = start(args + [f"--workdir={single}", f"--out={tmp_path / 'single.npz'}"], 0, 4,
                     tmp_path, "cg_single", timeout=900)
   killed = launch(args + [f"--workdir={multi}"], 2, 2, tmp_path, "cg_killed", timeout=900,
                   env={stages.KILL_ENV: "cyclegan"})
