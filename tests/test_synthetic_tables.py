@@ -1,0 +1,57 @@
+"""`benchmarks/synthetic_tables.py` (`make tables`): what it tabulates from finished runs.
+
+No training here: fake run folders hold `results.json` files in the evaluate stage's format, and
+`--collect` must turn them into mean ± std over seeds, alias BDTR's baseline to the no-conversion
+runs (the same computation in this code base) and leave unfinished rows out.
+"""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tables():
+  spec = importlib.util.spec_from_file_location(
+      "synthetic_tables", os.path.join(ROOT, "benchmarks", "synthetic_tables.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def _write_run(workroot, row, seed, rank1, label):
+  wdir = os.path.join(workroot, "sysu", f"seed{seed}", row)
+  os.makedirs(wdir)
+  vals = {"rank1": rank1, "rank10": 0.5, "rank20": 0.7, "mAP": rank1 + 0.05, "mINP": 0.1}
+  raw = {"rank1": 0.03, "rank10": 0.2, "rank20": 0.33, "mAP": 0.057, "mINP": 0.045}
+  res = {label: {s: {"mean": vals} for s in ("all_single", "indoor_single")},
+         "raw pixels": {s: {"mean": raw} for s in ("all_single", "indoor_single")}}
+  with open(os.path.join(wdir, "results.json"), "w") as f:
+    json.dump(res, f)
+
+
+def test_collect_means_over_seeds_and_aliases_bdtr(tmp_path):
+  t = _tables()
+  work, out = str(tmp_path / "work"), str(tmp_path / "out" / "tables")
+  full = {0: 0.20, 1: 0.24, 2: 0.25}
+  noconv = {0: 0.10, 1: 0.12, 2: 0.17}
+  for s in range(3):
+    _write_run(work, "full", s, full[s], "CE²L")
+    _write_run(work, "noconv", s, noconv[s], "no conversion")
+  _write_run(work, "nolsr", 0, 0.3, "no LSR")  # one seed only: not finished for seeds 0-2
+  t.main(["--twins=sysu", "--seeds=0,1,2", "--collect", f"--workroot={work}", f"--out={out}"])
+  rep = json.load(open(out + ".json"))
+  rows = rep["twins"]["sysu"]["rows"]
+  assert set(rows) == {"full", "noconv", "bdtr", "raw"}
+  mean, std, n = rows["full"]["agg"]["all_single"]["rank1"]
+  assert n == 3
+  np.testing.assert_allclose(mean, np.mean(list(full.values())), atol=1e-12)
+  np.testing.assert_allclose(std, np.std(list(full.values())), atol=1e-12)
+  assert rows["bdtr"]["agg"] == rows["noconv"]["agg"]  # BDTR's baseline = the no-conversion runs
+  assert "no conversion" in rows["bdtr"]["label"]
+  md = open(out + ".md").read()
+  assert f"{100 * np.mean(list(full.values())):.2f} ± {100 * np.std(list(full.values())):.2f}" in md
+  assert "no LSR" in md and "Not run" in md  # the unfinished row is named as not run
