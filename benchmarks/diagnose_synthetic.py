@@ -384,6 +384,15 @@ def train(args) -> dict:
     final["sysu_all_single"] = sysu_all_single(f, te)
   else:
     final["regdb"] = regdb_both(f, te)
+  # Is a per-modality offset of the embedding what separates the modalities? The same features,
+  # each modality centred (and scaled) by the statistics of its *training* images' features.
+  ftr_emb = features(model, variables, tr)
+  for name, scale in (("centred", False), ("standardised", True)):
+    g = f.copy()
+    for m in (0, 1):
+      ref = ftr_emb[tr["modality"] == m]
+      g[te["modality"] == m] = (f[te["modality"] == m] - ref.mean(0)) / (ref.std(0) + 1e-6 if scale else 1.0)
+    final[f"modality_{name}"] = sysu_all_single(g, te) if args.protocol == "sysu" else regdb_both(g, te)
   final.update(spread(f, te, eval_rng))
   result = {"args": vars(args), "history": history, "final": final,
             "train_seconds": time.time() - t0}
