@@ -88,6 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.cyclegan.n_blocks = 9              # 9 at 256 px, 6 at 128 px (the reference's resnet_9/6blocks)
   c.cyclegan.n_layers_d = 3            # 3 → 70×70 PatchGAN
   c.cyclegan.init_std = 0.02           # N(0, 0.02) weights, zero biases
+  c.cyclegan.compute_dtype = "float32"  # float32 | bfloat16 (GPU mixed precision: f32 weights, losses)
   c.cyclegan.batch_size = 1            # global batch per modality (reference: 1); multiple of the mesh size
   c.cyclegan.num_steps = 200_000
   c.cyclegan.decay_start = 100_000     # lr constant before, linear to zero at num_steps
@@ -125,6 +126,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.reid.model = "bdtr_alexnet"       # bdtr_alexnet | alexnet_tiny | resnet50_agw | resnet_tiny
   c.reid.embedding_dim = 0            # > 0: create_reid_model(embedding_dim=...) (AlexNet models)
   c.reid.model_kwargs = ml_collections.ConfigDict()  # any other create_reid_model keyword
+  c.reid.compute_dtype = "float32"    # float32 | bfloat16 (GPU mixed precision: f32 weights, losses)
 
   # Optimiser. Schedules are in steps: epochs × steps_per_epoch.
   c.reid.optimizer = "sgd"            # sgd | adam (coupled L2, as torch.optim.Adam) | adamw

@@ -140,3 +140,54 @@ def test_auto_is_matmul_on_cpu_and_bad_impl_is_one_line():
     C.resolve_impl("fast")
 
 
+
+def _grads_under(impl, fn, params):
+  with C.use_impl(impl):  # traced (and jitted) afresh under each form
+    return jax.jit(jax.value_and_grad(fn, has_aux=True))(params)
+
+
+def _assert_trees_close(a, b, tol=1e-5):
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    scale = max(1.0, float(jnp.max(jnp.abs(y))))
+    np.testing.assert_allclose(x / scale, y / scale, rtol=tol, atol=tol,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("name,hw", [("alexnet_tiny", (67, 67)), ("resnet_tiny", (64, 32))])
+def test_reid_models_equal_native_forms(name, hw):
+  """Train-mode outputs and parameter gradients of the re-ID models, matmul vs native convs."""
+  from ce2l_jax.models import create_reid_model, init_reid_variables
+  model = create_reid_model(name, 7)
+  v = init_reid_variables(model, jax.random.key(0), *hw)
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, *hw, 3)), jnp.float32)
+
+  def fn(params):
+    (emb, out), _ = model.apply({"params": params, "batch_stats": v["batch_stats"]}, images,
+                                train=True, rngs={"dropout": jax.random.key(1)},
+                                mutable=["batch_stats"])
+    return jnp.sum(out["logits"] ** 2) + jnp.sum(jnp.sin(emb)), out["logits"]
+
+  (l_m, y_m), g_m = _grads_under("matmul", fn, v["params"])
+  (l_n, y_n), g_n = _grads_under("native", fn, v["params"])
+  np.testing.assert_allclose(y_m, y_n, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(l_m, l_n, rtol=1e-5)
+  _assert_trees_close(g_m, g_n)
+
+
+def test_cyclegan_models_equal_native_forms():
+  """Generator and PatchGAN outputs and gradients (parameters and input), matmul vs native."""
+  from ce2l_jax.models import cyclegan as cg
+  gen, disc = cg.ResnetGenerator(ngf=4, n_blocks=1), cg.PatchDiscriminator(ndf=4, n_layers=3)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 16, 3)), jnp.float32)
+  xd = jnp.asarray(np.random.default_rng(1).normal(size=(1, 64, 32, 3)), jnp.float32)
+  pg = gen.init(jax.random.key(0), x)["params"]
+  pd = disc.init(jax.random.key(1), xd)["params"]
+
+  def fn(p):
+    y, d = gen.apply({"params": p[0]}, p[2]), disc.apply({"params": p[1]}, xd)
+    return jnp.sum(jnp.sin(3 * y)) + jnp.sum(d ** 2), (y, d)
+
+  (l_m, out_m), g_m = _grads_under("matmul", fn, (pg, pd, x))
+  (l_n, out_n), g_n = _grads_under("native", fn, (pg, pd, x))
+  _assert_trees_close(out_m, out_n)
+  _assert_trees_close(g_m, g_n)

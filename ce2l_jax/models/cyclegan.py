@@ -14,7 +14,9 @@ but the first, a 1-channel patch map out. Instance norm has no affine parameters
 conv has a bias, as in the reference (`norm='instance'`), so the ngf=64 ResNet-9 generator has
 11,378,179 parameters and the ndf=64 PatchGAN 2,764,737. Weights are N(0, 0.02), biases 0.
 
-Images are NHWC floats in [-1, 1]. No loss code here (see `ce2l_jax.losses`).
+Images are NHWC floats in [-1, 1]. No loss code here (see `ce2l_jax.losses`). `Conv` /
+`ConvTranspose` (`ce2l_jax.models.conv`) are flax's, same parameters, in the process's default
+form (custom-VJP gradients as dots on CPU, XLA's convolutions on GPU).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ce2l_jax.models.conv import Conv, ConvTranspose
+from ce2l_jax.models.layers import compute_dtype
+
 ROLES = ("gen_rgb2ir", "gen_ir2rgb", "disc_rgb", "disc_ir")
 
 
@@ -33,23 +38,23 @@ def _reflect_pad(x: jnp.ndarray, p: int) -> jnp.ndarray:
   return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
 
 
-def _instance_norm() -> nn.Module:
-  # torch.nn.InstanceNorm2d defaults: eps 1e-5, affine=False.
-  return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False)
+def _instance_norm(dtype: Any = jnp.float32) -> nn.Module:
+  # torch.nn.InstanceNorm2d defaults: eps 1e-5, affine=False (statistics in float32 for any dtype).
+  return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, dtype=dtype)
 
 
 class ResnetBlock(nn.Module):
   """x + [reflect-pad, conv3×3, IN, ReLU, reflect-pad, conv3×3, IN](x)."""
   features: int
   init_std: float = 0.02
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     init = nn.initializers.normal(self.init_std)
-    y = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=init)(_reflect_pad(x, 1))
-    y = nn.relu(_instance_norm()(y))
-    y = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=init)(_reflect_pad(y, 1))
-    return x + _instance_norm()(y)
+    conv = lambda: Conv(self.features, (3, 3), padding="VALID", kernel_init=init, dtype=self.dtype)
+    y = nn.relu(_instance_norm(self.dtype)(conv()(_reflect_pad(x, 1))))
+    return x + _instance_norm(self.dtype)(conv()(_reflect_pad(y, 1)))
 
 
 class ResnetGenerator(nn.Module):
@@ -58,24 +63,27 @@ class ResnetGenerator(nn.Module):
   n_blocks: int = 9
   out_channels: int = 3
   init_std: float = 0.02
+  dtype: Any = jnp.float32   # compute dtype (bfloat16 on GPUs); parameters and output float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     init = nn.initializers.normal(self.init_std)
-    h = nn.Conv(self.ngf, (7, 7), padding="VALID", kernel_init=init, name="stem")(_reflect_pad(x, 3))
-    h = nn.relu(_instance_norm()(h))
+    norm, dt = lambda: _instance_norm(self.dtype), self.dtype
+    x = x.astype(dt)
+    h = Conv(self.ngf, (7, 7), padding="VALID", kernel_init=init, dtype=dt, name="stem")(_reflect_pad(x, 3))
+    h = nn.relu(norm()(h))
     for i in range(2):  # downsampling: ngf → 2ngf → 4ngf, H/4 × W/4
-      h = nn.Conv(self.ngf * 2 ** (i + 1), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  kernel_init=init, name=f"down{i}")(h)
-      h = nn.relu(_instance_norm()(h))
+      h = Conv(self.ngf * 2 ** (i + 1), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+               kernel_init=init, dtype=dt, name=f"down{i}")(h)
+      h = nn.relu(norm()(h))
     for i in range(self.n_blocks):
-      h = ResnetBlock(self.ngf * 4, self.init_std, name=f"block{i}")(h)
+      h = ResnetBlock(self.ngf * 4, self.init_std, dt, name=f"block{i}")(h)
     for i in range(2):  # upsampling, torch ConvTranspose2d(k=3, s=2, p=1, output_padding=1)
-      h = nn.ConvTranspose(self.ngf * 2 ** (1 - i), (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
-                           kernel_init=init, transpose_kernel=True, name=f"up{i}")(h)
-      h = nn.relu(_instance_norm()(h))
-    h = nn.Conv(self.out_channels, (7, 7), padding="VALID", kernel_init=init, name="head")(_reflect_pad(h, 3))
-    return jnp.tanh(h)
+      h = ConvTranspose(self.ngf * 2 ** (1 - i), (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)),
+                        kernel_init=init, dtype=dt, name=f"up{i}")(h)
+      h = nn.relu(norm()(h))
+    h = Conv(self.out_channels, (7, 7), padding="VALID", kernel_init=init, dtype=dt, name="head")(_reflect_pad(h, 3))
+    return jnp.tanh(h).astype(jnp.float32)
 
 
 class PatchDiscriminator(nn.Module):
@@ -83,26 +91,31 @@ class PatchDiscriminator(nn.Module):
   ndf: int = 64
   n_layers: int = 3
   init_std: float = 0.02
+  dtype: Any = jnp.float32   # compute dtype (bfloat16 on GPUs); parameters and output float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     init = nn.initializers.normal(self.init_std)
-    pad = ((1, 1), (1, 1))
-    h = nn.Conv(self.ndf, (4, 4), strides=(2, 2), padding=pad, kernel_init=init, name="conv0")(x)
+    pad, dt = ((1, 1), (1, 1)), self.dtype
+    h = Conv(self.ndf, (4, 4), strides=(2, 2), padding=pad, kernel_init=init, dtype=dt,
+             name="conv0")(x.astype(dt))
     h = nn.leaky_relu(h, 0.2)
     for n in range(1, self.n_layers + 1):  # stride 2 for layers 1..n_layers-1, stride 1 for the last
       stride = 2 if n < self.n_layers else 1
-      h = nn.Conv(self.ndf * min(2 ** n, 8), (4, 4), strides=(stride, stride), padding=pad,
-                  kernel_init=init, name=f"conv{n}")(h)
-      h = nn.leaky_relu(_instance_norm()(h), 0.2)
-    return nn.Conv(1, (4, 4), padding=pad, kernel_init=init, name="out")(h)
+      h = Conv(self.ndf * min(2 ** n, 8), (4, 4), strides=(stride, stride), padding=pad,
+               kernel_init=init, dtype=dt, name=f"conv{n}")(h)
+      h = nn.leaky_relu(_instance_norm(dt)(h), 0.2)
+    return Conv(1, (4, 4), padding=pad, kernel_init=init, dtype=dt, name="out")(h).astype(jnp.float32)
 
 
 def build_models(cfg: Any) -> dict[str, nn.Module]:
-  """The four networks from a `cyclegan` config section (ngf, ndf, n_blocks, n_layers_d, init_std)."""
+  """The four networks from a `cyclegan` config section (ngf, ndf, n_blocks, n_layers_d, init_std,
+  compute_dtype)."""
   init_std = float(cfg.get("init_std", 0.02))
-  gen = lambda: ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks, init_std=init_std)
-  disc = lambda: PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_layers_d, init_std=init_std)
+  dt = compute_dtype(cfg.get("compute_dtype", "float32"), "cyclegan.compute_dtype")
+  gen = lambda: ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks, init_std=init_std, dtype=dt)
+  disc = lambda: PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_layers_d, init_std=init_std,
+                                    dtype=dt)
   return {"gen_rgb2ir": gen(), "gen_ir2rgb": gen(), "disc_rgb": disc(), "disc_ir": disc()}
 
 

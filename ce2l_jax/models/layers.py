@@ -2,7 +2,8 @@
 
 Measured on this project's CPUs (docs/benchmarks.md (reid section), /work/shared/STACK.md):
 - a grouped convolution through `feature_group_count` costs as much as a dense convolution with
-  twice the FLOPs; one convolution per group plus a concat is 2–5× faster with the same numbers;
+  twice the FLOPs; one convolution per group plus a concat is 2–5× faster with the same numbers,
+  and `ce2l_jax.models.conv` also runs the gradients as dots (docs/notes/fast_convolution.md);
 - max-pool backward through `reduce_window` (select-and-scatter) is slow; a max over the k×k
   strided slices gives the same forward and gradient (when a window has no ties) and is ~6× faster;
 - local response normalisation through `reduce_window` over channels is already fast.
@@ -21,8 +22,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ce2l_jax.models.conv import conv2d
+
 Array = jnp.ndarray
 Initializer = Callable[..., Array]
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(name: str, key: str = "compute_dtype") -> Any:
+  """The numpy dtype of a config's compute dtype (float32 | bfloat16; mixed precision keeps the
+  parameters, the master weights in the optimiser and the losses in float32)."""
+  if str(name) not in COMPUTE_DTYPES:
+    raise ValueError(f"{key}={name!r}: use one of {COMPUTE_DTYPES}")
+  return jnp.dtype(str(name))
 
 
 def _pairs(v: int | Sequence[int]) -> tuple[int, int]:
@@ -77,8 +91,9 @@ class GroupedConv(nn.Module):
   Parameters have the layout of `nn.Conv(feature_group_count=groups)`: `kernel`
   (kh, kw, in/groups, features) where output channels [g·F/G, (g+1)·F/G) read input group g, and
   `bias` (features,). `padding` is an explicit symmetric int (Caffe's `pad`), or a string.
-  `fast=True` runs one convolution per group and concatenates; `fast=False` runs one
-  `feature_group_count` convolution. With groups = 1 both are a plain convolution.
+  `fast=True` runs `ce2l_jax.models.conv.conv2d` in the process's default form (on CPU one
+  XLA convolution per group forward, gradients as dots); `fast=False` runs one
+  `feature_group_count` convolution (`lax.conv_general_dilated`). Same parameters, same numbers.
   """
   features: int
   kernel_size: int | Sequence[int]
@@ -98,22 +113,12 @@ class GroupedConv(nn.Module):
     if cin % g or self.features % g:
       raise ValueError(f"GroupedConv: channels {cin}->{self.features} not divisible by groups={g}")
     kernel = self.param("kernel", self.kernel_init, (kh, kw, cin // g, self.features), jnp.float32)
-    if isinstance(self.padding, str):
-      pad = self.padding
-    else:
-      ph, pw = _pairs(self.padding)
-      pad = ((ph, ph), (pw, pw))
     x = x.astype(self.dtype)
     kernel = kernel.astype(self.dtype)
-    conv = lambda inp, ker, fgc: lax.conv_general_dilated(
-        inp, ker, _pairs(self.strides), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=fgc)
-    if g == 1 or not self.fast:
-      y = conv(x, kernel, g)
-    else:
-      ci, co = cin // g, self.features // g
-      y = jnp.concatenate([conv(x[..., i * ci:(i + 1) * ci], kernel[..., i * co:(i + 1) * co], 1)
-                           for i in range(g)], axis=-1)
+    # fast: the process's default form (on CPU the custom-VJP "mixed" form, one XLA convolution
+    # per group forward and the gradients as dots; XLA's grouped conv on GPU); plain: XLA's
+    # `feature_group_count` convolution and its autodiff gradients.
+    y = conv2d(x, kernel, self.strides, self.padding, g, impl=None if self.fast else "native")
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
     return y

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ce2l_jax.models.conv import Conv
 from ce2l_jax.models.layers import max_pool
 from ce2l_jax.models.norm import BatchNorm
 
@@ -37,10 +38,11 @@ def batch_norm(train: bool, name: str, dtype: Any = jnp.float32) -> BatchNorm:
                    name=name)
 
 
-def conv(features: int, kernel: int, stride: int, name: str, dtype: Any) -> nn.Conv:
-  """Bias-free conv with symmetric padding kernel // 2 (PyTorch's `padding=k//2`)."""
+def conv(features: int, kernel: int, stride: int, name: str, dtype: Any) -> Conv:
+  """Bias-free conv with symmetric padding kernel // 2 (PyTorch's `padding=k//2`); `Conv` is
+  `nn.Conv` in the process's default form (`ce2l_jax.models.conv`)."""
   p = kernel // 2
-  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((p, p), (p, p)),
+  return Conv(features, (kernel, kernel), (stride, stride), padding=((p, p), (p, p)),
                  use_bias=False, kernel_init=conv_init, dtype=dtype, name=name)
 
 
@@ -96,7 +98,7 @@ class ResNetStem(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    x = nn.Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
+    x = Conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
                 kernel_init=conv_init, dtype=self.dtype, name="conv1")(x)
     x = nn.relu(batch_norm(train, "bn1", self.dtype)(x))
     x = max_pool(x, 3, 2, padding=1, fast=self.fast)

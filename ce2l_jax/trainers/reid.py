@@ -74,6 +74,9 @@ def create_model(cfg: ml_collections.ConfigDict, num_classes: int):
   kw = dict(cfg.model_kwargs.to_dict()) if cfg.get("model_kwargs") else {}
   if cfg.get("embedding_dim"):
     kw.setdefault("embedding_dim", cfg.embedding_dim)
+  if cfg.get("compute_dtype", "float32") != "float32":  # mixed precision: parameters stay float32
+    from ce2l_jax.models.layers import compute_dtype
+    kw.setdefault("dtype", compute_dtype(cfg.compute_dtype, "reid.compute_dtype"))
   return create_reid_model(cfg.model, num_classes, **kw)
 
 
