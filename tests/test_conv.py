@@ -146,7 +146,13 @@ def _grads_under(impl, fn, params):
     return jax.jit(jax.value_and_grad(fn, has_aux=True))(params)
 
 
-def _assert_trees_close(a, b, tol=1e-5):
+# Whole models: the layers agree to 1e-5 (above); through 5–50 layers, BatchNorm over 2 images
+# included, float32 summation-order differences grow to ~1e-5 relative, so the models are
+# compared at 1e-4 (relative to each array's largest entry).
+MODEL_TOL = 1e-4
+
+
+def _assert_trees_close(a, b, tol=MODEL_TOL):
   for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
     scale = max(1.0, float(jnp.max(jnp.abs(y))))
     np.testing.assert_allclose(x / scale, y / scale, rtol=tol, atol=tol,
@@ -155,7 +161,8 @@ def _assert_trees_close(a, b, tol=1e-5):
 
 @pytest.mark.parametrize("name,hw", [("alexnet_tiny", (67, 67)), ("resnet_tiny", (64, 32))])
 def test_reid_models_equal_native_forms(name, hw):
-  """Train-mode outputs and parameter gradients of the re-ID models, matmul vs native convs."""
+  """Train-mode outputs and parameter gradients of the re-ID models, default (CPU: mixed) vs
+  native convolutions."""
   from ce2l_jax.models import create_reid_model, init_reid_variables
   model = create_reid_model(name, 7)
   v = init_reid_variables(model, jax.random.key(0), *hw)
@@ -167,15 +174,14 @@ def test_reid_models_equal_native_forms(name, hw):
                                 mutable=["batch_stats"])
     return jnp.sum(out["logits"] ** 2) + jnp.sum(jnp.sin(emb)), out["logits"]
 
-  (l_m, y_m), g_m = _grads_under("matmul", fn, v["params"])
+  (l_m, y_m), g_m = _grads_under("auto", fn, v["params"])
   (l_n, y_n), g_n = _grads_under("native", fn, v["params"])
-  np.testing.assert_allclose(y_m, y_n, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(l_m, l_n, rtol=1e-5)
+  _assert_trees_close((y_m, l_m), (y_n, l_n))
   _assert_trees_close(g_m, g_n)
 
 
 def test_cyclegan_models_equal_native_forms():
-  """Generator and PatchGAN outputs and gradients (parameters and input), matmul vs native."""
+  """Generator and PatchGAN outputs and gradients (parameters and input), default vs native."""
   from ce2l_jax.models import cyclegan as cg
   gen, disc = cg.ResnetGenerator(ngf=4, n_blocks=1), cg.PatchDiscriminator(ndf=4, n_layers=3)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 16, 3)), jnp.float32)
@@ -187,7 +193,7 @@ def test_cyclegan_models_equal_native_forms():
     y, d = gen.apply({"params": p[0]}, p[2]), disc.apply({"params": p[1]}, xd)
     return jnp.sum(jnp.sin(3 * y)) + jnp.sum(d ** 2), (y, d)
 
-  (l_m, out_m), g_m = _grads_under("matmul", fn, (pg, pd, x))
+  (l_m, out_m), g_m = _grads_under("auto", fn, (pg, pd, x))
   (l_n, out_n), g_n = _grads_under("native", fn, (pg, pd, x))
   _assert_trees_close(out_m, out_n)
   _assert_trees_close(g_m, g_n)
