@@ -152,8 +152,20 @@ def _grads_under(impl, fn, params):
 MODEL_TOL = 1e-4
 
 
+def _zero_grad(path) -> bool:
+  """Biases right before a normalisation (AlexNet's fc6 → bn6; every CycleGAN conv followed by
+  instance norm): their gradient is 0 in exact arithmetic, so both forms return float32 round-off
+  (~1e-4), which is checked small, not equal."""
+  keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
+  return keys[-1] == "bias" and (("fc6" in keys) or any(
+      str(k).startswith(("stem", "down", "up", "Conv_", "conv1", "conv2", "conv3")) for k in keys))
+
+
 def _assert_trees_close(a, b, tol=MODEL_TOL):
   for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    if _zero_grad(path):
+      assert float(jnp.max(jnp.abs(x))) < 1e-2 and float(jnp.max(jnp.abs(y))) < 1e-2, path
+      continue
     scale = max(1.0, float(jnp.max(jnp.abs(y))))
     np.testing.assert_allclose(x / scale, y / scale, rtol=tol, atol=tol,
                                err_msg=jax.tree_util.keystr(path))

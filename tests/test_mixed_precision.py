@@ -44,8 +44,11 @@ def test_reid_float32_switch_is_the_default_model_and_bfloat16_is_close():
   np.testing.assert_allclose(l2, l0, rtol=5e-2)
   np.testing.assert_allclose(out2["feat"], out0["feat"], rtol=5e-2, atol=5e-2)
   flat0, flat2 = jax.tree.leaves(g0), jax.tree.leaves(g2)
+  # per-parameter gradient directions; leaves whose float32 gradient is round-off (biases before
+  # BatchNorm, exactly 0 in exact arithmetic) are left out
+  top = max(float(jnp.linalg.norm(a)) for a in flat0)
   cos = [float(jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b) + 1e-12))
-         for a, b in zip(flat0, flat2) if float(jnp.linalg.norm(a)) > 1e-6]
+         for a, b in zip(flat0, flat2) if float(jnp.linalg.norm(a)) > 1e-3 * top]
   assert min(cos) > 0.95, cos
 
 
