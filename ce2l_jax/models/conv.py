@@ -193,10 +193,18 @@ def col2im(cols: Array, in_shape: tuple[int, ...], kernel_hw: tuple[int, int],
 # ------------------------------------------------------------------------- convolutions ----
 
 
+# Accumulation: every product and every sum of products (per-tap dots, col2im) is accumulated in
+# float32 and rounded to the compute dtype once, at the end of a primitive — as cuDNN / cuBLAS do
+# for bfloat16. For float32 inputs this is the plain float32 computation (bit for bit).
+_ACC = jnp.float32
+
+
 def _matmul(a: Array, b: Array) -> Array:
-  """(..., K) · (K, F) → (..., F) as one `dot` over the flattened leading axes."""
+  """(..., K) · (K, F) → (..., F) as one `dot` over the flattened leading axes, accumulated (and
+  returned) in float32."""
   lead = a.shape[:-1]
-  return jnp.dot(a.reshape(-1, a.shape[-1]), b).reshape(*lead, b.shape[-1])
+  return jnp.dot(a.reshape(-1, a.shape[-1]), b,
+                 preferred_element_type=_ACC).reshape(*lead, b.shape[-1])
 
 
 def _conv_matmul(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
@@ -208,7 +216,7 @@ def _conv_matmul(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
     xg = x if groups == 1 else x[..., g * ci:(g + 1) * ci]
     kg = kernel if groups == 1 else kernel[..., g * co:(g + 1) * co]
     outs.append(_matmul(im2col(xg, (kh, kw), strides, pads), kg.reshape(kh * kw * ci, co)))
-  return outs[0] if groups == 1 else jnp.concatenate(outs, axis=-1)
+  return (outs[0] if groups == 1 else jnp.concatenate(outs, axis=-1)).astype(x.dtype)
 
 
 # The "mixed" form: three primitives, each in the form that is fast on XLA:CPU, and a custom VJP
@@ -238,13 +246,13 @@ _PATCHES_MAX_CHANNELS = 16
 
 
 def _conv_taps(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads) -> Array:
-  """Σ_ij view_ij(x) · K[i, j]: one dot per kernel tap (no patch matrix)."""
+  """Σ_ij view_ij(x) · K[i, j]: one dot per kernel tap (no patch matrix), summed in float32."""
   kh, kw = kernel.shape[:2]
   out = None
   for idx, v in enumerate(_shifted_views(x, (kh, kw), strides, pads)):
     t = _matmul(v, kernel[idx // kw, idx % kw])
     out = t if out is None else out + t
-  return out
+  return out.astype(x.dtype)
 
 
 def _conv_one(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads) -> Array:
@@ -252,10 +260,11 @@ def _conv_one(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads) -> 
   per tap; otherwise XLA's convolution."""
   kh, kw, ci, co = kernel.shape
   if _is_pointwise((kh, kw), pads):
-    return _matmul(x[:, ::strides[0], ::strides[1]], kernel.reshape(ci, co))
+    return _matmul(x[:, ::strides[0], ::strides[1]], kernel.reshape(ci, co)).astype(x.dtype)
   if ci * co >= _TAPS_MIN_CHANNEL_PRODUCT:
     return _conv_taps(x, kernel, strides, pads)
-  return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN)
+  return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN,
+                                  preferred_element_type=_ACC).astype(x.dtype)
 
 
 def _fwd_prim(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
@@ -285,7 +294,7 @@ def _bwd_prim(dy: Array, kernel: Array, x_shape: tuple[int, ...], strides: tuple
       n, h, w = x_shape[:3]
       hp, wp = h + pt + pb, w + pl + pr
       ho, wo = dyg.shape[1:3]
-      zero = jnp.zeros((), dy.dtype)
+      zero = jnp.zeros((), _ACC)
       acc = None
       for i in range(kh):
         for j in range(kw):
@@ -293,7 +302,7 @@ def _bwd_prim(dy: Array, kernel: Array, x_shape: tuple[int, ...], strides: tuple
                          ((0, 0, 0), (i, hp - (i + strides[0] * (ho - 1) + 1), strides[0] - 1),
                           (j, wp - (j + strides[1] * (wo - 1) + 1), strides[1] - 1), (0, 0, 0)))
           acc = part if acc is None else acc + part
-      outs.append(lax.slice(acc, (0, pt, pl, 0), (n, pt + h, pl + w, ci)))
+      outs.append(lax.slice(acc, (0, pt, pl, 0), (n, pt + h, pl + w, ci)).astype(dy.dtype))
   return _cat(outs)
 
 
@@ -317,7 +326,8 @@ def _wgrad_prim(x: Array, dy: Array, kernel_shape: tuple[int, ...], strides: tup
   co = f // groups
   outs = []
   for xg, dyg in zip(_groups(x, groups, ci), _groups(dy, groups, co)):
-    contract = lambda v: lax.dot_general(v, dyg, (((0, 1, 2), (0, 1, 2)), ((), ())))
+    contract = lambda v: lax.dot_general(v, dyg, (((0, 1, 2), (0, 1, 2)), ((), ())),
+                                         preferred_element_type=_ACC)
     if ci < _PATCHES_MAX_CHANNELS and kh * kw > 1:
       outs.append(contract(_im2col(xg, (kh, kw), strides, pads)).reshape(kh, kw, ci, co))
     else:
@@ -393,7 +403,7 @@ def _conv_transpose_matmul(x: Array, kernel: Array, strides: tuple[int, int], pa
   # forward convolution z (…, F) ↦ conv(z, K, strides, pads) (…, C): y = col2im(x · K_flatᵀ).
   kh, kw, f, c = kernel.shape
   cols = _matmul(x, kernel.reshape(kh * kw * f, c).T)
-  return col2im(cols, (x.shape[0], *out_hw, f), (kh, kw), strides, pads)
+  return col2im(cols, (x.shape[0], *out_hw, f), (kh, kw), strides, pads).astype(x.dtype)
 
 
 def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
