@@ -78,6 +78,48 @@ def test_conv2d_mixed_other_branches(xs, ks, s, p, g, monkeypatch):
   _check(lambda x, k: C.conv2d(x, k, s, p, g, impl="mixed"), ref, x, k)
 
 
+BF16_U = 2.0 ** -8  # bfloat16's unit roundoff (8 significant bits; eps = 2⁻⁷)
+
+
+def _assert_rounded_once(got, exact, magnitude):
+  """`got` (bfloat16) is `exact` rounded once: |got − exact| ≤ u·|exact|, plus float32
+  summation-order slack 2⁻¹⁸·Σ|terms| (`magnitude`: the same map applied to absolute values)."""
+  assert got.dtype == jnp.bfloat16
+  excess = jnp.abs(got.astype(jnp.float32) - exact) - BF16_U * jnp.abs(exact) - 2.0 ** -18 * magnitude
+  assert float(jnp.max(excess)) <= 0, float(jnp.max(excess))
+
+
+@pytest.mark.parametrize("taps", [False, True])
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 1, 3, 5, 7)] + [((2, 4, 3, 6), (3, 3, 4, 6), 2, ((1, 2), (1, 2)))])
+def test_mixed_bfloat16_rounds_once(case, taps, monkeypatch):
+  """Mixed precision: with bfloat16 inputs, the mixed form's output, ∂x and ∂K are the exact
+  results for those inputs rounded once to bfloat16 — products and sums (per-tap dots, col2im)
+  accumulated in float32, as cuDNN does. A sum rounded per tap in bfloat16 fails this."""
+  if taps:  # the per-tap forward and the patch-matrix weight gradient
+    monkeypatch.setattr(C, "_TAPS_MIN_CHANNEL_PRODUCT", 1)
+    monkeypatch.setattr(C, "_PATCHES_MAX_CHANNELS", 10 ** 6)
+  if len(case) == 5:
+    xs, ks, s, p, g = case
+    pads = C.normalize_padding(p, xs[1:3], ks[:2], C._pair(s))
+    fast = lambda x, k: C.conv2d(x, k, s, p, g, impl="mixed")
+    ref = lambda x, k: lax.conv_general_dilated(x, k, C._pair(s), pads, dimension_numbers=DN,
+                                                feature_group_count=g)
+  else:
+    xs, ks, s, p = case
+    fast = lambda x, k: C.conv_transpose2d(x, k, s, p, impl="mixed")
+    ref = lambda x, k: lax.conv_transpose(x, k, C._pair(s), p, dimension_numbers=DN,
+                                          transpose_kernel=True)
+  x, k = (a.astype(jnp.bfloat16) for a in _data(xs, ks))
+  y, vjp = jax.vjp(fast, x, k)
+  ct = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), jnp.bfloat16)
+  f32 = lambda *a: tuple(b.astype(jnp.float32) for b in a)
+  y_ref, vjp_ref = jax.vjp(ref, *f32(x, k))
+  y_abs, vjp_abs = jax.vjp(ref, *f32(jnp.abs(x), jnp.abs(k)))
+  for got, exact, mag in zip((y, *vjp(ct)), (y_ref, *vjp_ref(*f32(ct))),
+                             (y_abs, *vjp_abs(*f32(jnp.abs(ct))))):
+    _assert_rounded_once(got, exact, mag)
+
+
 TRANSPOSE_CASES = [
     # (N, H, W, C), (kh, kw, F, C), strides, padding
     ((2, 4, 3, 6), (3, 3, 4, 6), 2, ((1, 2), (1, 2))),     # torch k3 s2 p1 op1 (CycleGAN up)
