@@ -41,8 +41,12 @@ a dense convolution. Hence the forms `impl` chooses from:
   `slice`s and `concatenate` — linear maps JAX transposes itself, so forward mode works too;
   the patches are rematerialised in the backward pass (`jax.checkpoint`).
 - "native": `lax.conv_general_dilated` / `lax.conv_transpose` and JAX's own gradients.
-- "auto": "mixed" on CPU, "native" on GPU/TPU, where XLA's convolutions (cuDNN) are the fast
-  path.
+- "auto": "native" on every backend for now. On GPU/TPU XLA's convolutions (cuDNN) are the fast
+  path; on CPU "mixed" wins only for wide layers (docs/notes/fast_convolution.md: AlexNet at 227²,
+  ResNet-50 widths), while the project's CPU workloads — the demo, the tests, the tables — are tiny
+  networks where it costs more: the demo's CycleGAN step 2.4× the CPU time of native, its
+  `resnet_tiny` step 1.4× (`benchmarks/bench_demo_steps.py`, docs/benchmarks.md). Choosing per
+  layer is left to issue 15; `CE2L_CONV_IMPL=mixed` selects it for a whole run.
 The modules' `impl=None` means the process default: "auto", or the environment variable
 `CE2L_CONV_IMPL`, or what `use_impl(...)` sets while a function is traced (a function already
 compiled by `jax.jit` keeps the form it was traced with).
@@ -109,7 +113,7 @@ def use_impl(impl: str) -> Iterator[None]:
 
 
 def resolve_impl(impl: str | None) -> str:
-  """None → the process default; 'auto' → 'mixed' on CPU, 'native' elsewhere (GPU/TPU
+  """None → the process default; 'auto' → 'native' (for now on CPU too; GPU/TPU
   convolutions are XLA's fast path)."""
   if impl is None:
     impl = _default_impl[-1]
@@ -117,8 +121,8 @@ def resolve_impl(impl: str | None) -> str:
       raise ValueError(f"CE2L_CONV_IMPL={impl!r}: use one of {IMPLS}")
   if impl not in IMPLS:
     raise ValueError(f"conv impl must be one of {IMPLS}, got {impl!r}")
-  if impl == "auto":
-    return "mixed" if jax.default_backend() == "cpu" else "native"
+  if impl == "auto":  # see the module docstring: "mixed" costs more on the project's CPU workloads
+    return "native"
   return impl
 
 
