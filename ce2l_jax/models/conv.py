@@ -44,7 +44,7 @@ a dense convolution. Hence the forms `impl` chooses from:
 - "auto": "native" on every backend for now. On GPU/TPU XLA's convolutions (cuDNN) are the fast
   path; on CPU "mixed" wins only for wide layers (docs/notes/fast_convolution.md: AlexNet at 227²,
   ResNet-50 widths), while the project's CPU workloads — the demo, the tests, the tables — are tiny
-  networks where it costs more: the demo's CycleGAN step 2.4× the CPU time of native, its
+  networks where it costs more: the demo's CycleGAN step 2.1× the CPU time of native, its
   `resnet_tiny` step 1.4× (`benchmarks/bench_demo_steps.py`, docs/benchmarks.md). Choosing per
   layer is left to issue 15; `CE2L_CONV_IMPL=mixed` selects it for a whole run.
 The modules' `impl=None` means the process default: "auto", or the environment variable
