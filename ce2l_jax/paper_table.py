@@ -100,9 +100,11 @@ def run_dir(root: str, dataset: str, config: str, seed: int) -> str:
 
 
 def run_command(config: str, dataset: str, seed: int, workdir: str, runlocal: bool = False,
-                overrides: Sequence[str] = ()) -> list[str]:
-  """The run.py command of one (config, dataset, seed)."""
-  spec = f"configs/{config}.py:{dataset}" + (",runlocal" if runlocal else "")
+                overrides: Sequence[str] = (), reduced: bool = False) -> list[str]:
+  """The run.py command of one (config, dataset, seed); `reduced`: the twins' `:reduced` option
+  (configs/rows.py: 750 re-ID / 200 CycleGAN steps, the RegDB twin's trial 1 only)."""
+  spec = (f"configs/{config}.py:{dataset}" + (",reduced" if reduced else "")
+          + (",runlocal" if runlocal else ""))
   return [sys.executable, os.path.join(REPO, "run.py"), f"--config={spec}",
           f"--config.seed={seed}", f"--workdir={workdir}", *overrides]
 
@@ -116,7 +118,8 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def run_missing(root: str, datasets: Mapping[str, str], configs: Sequence[str], seeds: Sequence[int],
-                *, runlocal: bool = False, overrides: Sequence[str] = (), log=print) -> dict:
+                *, runlocal: bool = False, overrides: Sequence[str] = (), reduced: bool = False,
+                log=print) -> dict:
   """Runs run.py for every (dataset, config, seed) without a results.json; returns
   `{"<dataset>/<config>/seed<k>": {"seconds", "returncode"}}` of the runs made (also merged
   into `<root>/run_times.json`)."""
@@ -134,7 +137,7 @@ def run_missing(root: str, datasets: Mapping[str, str], configs: Sequence[str], 
           continue
         extra = ([f"--config.handcrafted.cache_dir={os.path.join(root, 'feature_cache')}"]
                  if config in HANDCRAFTED else [])
-        cmd = run_command(config, dataset, seed, wdir, runlocal, [*extra, *overrides])
+        cmd = run_command(config, dataset, seed, wdir, runlocal, [*extra, *overrides], reduced)
         log(f"paper_table: {' '.join(cmd[1:])}")
         os.makedirs(wdir, exist_ok=True)
         start = time.perf_counter()
@@ -253,6 +256,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--seeds", default="0", help="comma-separated seeds (cells pool them)")
   p.add_argument("--real", action="store_true", help="regdb and sysu_mm01 instead of the twins")
   p.add_argument("--runlocal", action="store_true", help="dry runs (numbers meaningless)")
+  p.add_argument("--reduced", action="store_true",
+                 help="the twins' reduced scale (`:reduced`: 750 re-ID / 200 CycleGAN steps, RegDB "
+                      "twin trial 1); use its own --root")
   p.add_argument("--regdb_setting", default=REGDB_SETTINGS[0], choices=REGDB_SETTINGS)
   p.add_argument("--override", action="append", default=[],
                  help="a run.py flag passed to every run, e.g. --override=--config.eval.num_trials=2")
@@ -279,14 +285,20 @@ def main(argv: Sequence[str] | None = None) -> int:
   root = os.path.abspath(args.root)
   start = time.perf_counter()
   if args.run:
-    run_missing(root, datasets, configs, seeds, runlocal=args.runlocal, overrides=args.override)
+    if args.reduced and args.real:
+      print("error: --reduced is the synthetic twins' scale; drop it or --real", file=sys.stderr)
+      return 2
+    run_missing(root, datasets, configs, seeds, runlocal=args.runlocal, overrides=args.override,
+                reduced=args.reduced)
   table = collect(root, datasets, seeds, args.regdb_setting)
   wall = time.perf_counter() - start
   title = (f"Comparison table on {' | '.join(datasets[c] for c in COLUMNS)} "
            f"(RegDB {args.regdb_setting}, SYSU-MM01 {SYSU_SETTING}); seeds {args.seeds}; "
+           + ("reduced scale (`:reduced`); " if args.reduced else "") +
            "cells: ours mean ± std over seeds × galleries, % (paper's figure)")
   markdown = format_markdown(table, title=title)
   write_table(root, table, markdown, {"datasets": datasets, "seeds": seeds, "runlocal": args.runlocal,
+                                      "reduced": args.reduced, "overrides": args.override,
                                       "regdb_setting": args.regdb_setting, "wall_seconds": wall,
                                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
   print(markdown, end="")

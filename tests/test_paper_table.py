@@ -79,6 +79,14 @@ def test_run_command_and_missing_configs(tmp_path):
   cmd = pt.run_command("hog", "synthetic_sysu", 2, "/w", runlocal=True)
   assert cmd[2:] == ["--config=configs/hog.py:synthetic_sysu,runlocal", "--config.seed=2",
                      "--workdir=/w"]
+  cmd = pt.run_command("tone", "synthetic_regdb", 0, "/w", overrides=["--x=1"], reduced=True)
+  assert cmd[2:] == ["--config=configs/tone.py:synthetic_regdb,reduced", "--config.seed=0",
+                     "--workdir=/w", "--x=1"]
+  # The reduced spec loads: the twin's short schedule, the RegDB twin's first trial only.
+  from ce2l_jax.config_check import load_config_file
+  c = load_config_file("configs/tone.py:synthetic_regdb,reduced")
+  assert c.reid.num_steps == 750 and tuple(c.data.trials) == (1,) and c.init == ""
+  assert pt.main([f"--root={tmp_path}", "--reduced", "--real", "--run"]) == 2
   messages = []
   made = pt.run_missing(str(tmp_path), {"SYSU-MM01": "synthetic_sysu"}, ["no_such_row"], [0],
                         log=messages.append)
