@@ -178,12 +178,14 @@ def collect_cell(root: str, dataset: str, row: Row, seeds: Sequence[int], settin
   from ce2l_jax import metrics
   from ce2l_jax.metrics.protocols import TrialResults
   times = _read_json(os.path.join(root, "run_times.json")) or {}
-  found, failed = [], False
+  found, failed, scales = [], False, []
   for seed in seeds:
-    res = _read_json(os.path.join(run_dir(root, dataset, row.config, seed), "results.json"))
+    wdir = run_dir(root, dataset, row.config, seed)
+    res = _read_json(os.path.join(wdir, "results.json"))
     by_setting = _method_row(res, row.result_row) if res else None
     if by_setting and setting in by_setting:
       found.append((seed, by_setting[setting]))
+      scales.append(run_scale(_read_json(os.path.join(wdir, "config.json"))))
     elif times.get(f"{dataset}/{row.config}/seed{seed}", {}).get("returncode", 0) != 0:
       failed = True
   if not found:
@@ -195,7 +197,28 @@ def collect_cell(root: str, dataset: str, row: Row, seeds: Sequence[int], settin
           "mean": {k: 100 * float(pooled.mean[k]) for k in RESULT_KEYS},
           "std": {k: 100 * float(pooled.std[k]) for k in RESULT_KEYS},
           "seconds": [times.get(f"{dataset}/{row.config}/seed{s}", {}).get("seconds")
-                      for s, _ in found]}
+                      for s, _ in found],
+          "scale": scales}
+
+
+def run_scale(config: Mapping[str, Any] | None) -> str | None:
+  """The scale a run was trained at, from its saved config.json: 'reid N steps' (+ ', CycleGAN M
+  steps' when the row has a CycleGAN stage) for a network row, 'no training' for a hand-crafted
+  one; + the RegDB trials it evaluated and the start point ('scratch' or the init file's name)."""
+  if not config:
+    return None
+  reid, gan, data = config.get("reid", {}), config.get("cyclegan", {}), config.get("data", {})
+  if reid.get("trainer") == "handcrafted":
+    text = "hand-crafted"
+  else:
+    text = f"re-ID {reid.get('num_steps')} steps"
+    if gan.get("enabled"):
+      text += f", CycleGAN {gan.get('num_steps')} steps"
+    text += ", from " + (os.path.basename(config["init"]) if config.get("init") else "scratch")
+  if data.get("protocol") == "regdb":
+    trials = [data["trial"]] if data.get("trial") else list(data.get("trials", []))
+    text += f", trial{'s' if len(trials) > 1 else ''} {','.join(map(str, trials))}"
+  return text
 
 
 def collect(root: str, datasets: Mapping[str, str], seeds: Sequence[int],
@@ -233,6 +256,13 @@ def format_markdown(table: Mapping[str, Mapping[str, Any]], *, title: str = "") 
   for name, cells in table.items():
     lines.append("| " + " | ".join([name] + [_format_cell(cells[c], k) for c in COLUMNS
                                              for k in RESULT_KEYS]) + " |")
+  scales = []
+  for c in COLUMNS:
+    found = sorted({s for cells in table.values() for s in cells[c].get("scale") or [] if s})
+    if found:
+      scales.append(f"{c} ({next(iter(table.values()))[c].get('dataset', c)}): " + "; ".join(found))
+  if scales:
+    lines += ["", "Scale of the runs: " + " | ".join(scales)]
   return "\n".join(lines) + "\n"
 
 
@@ -260,6 +290,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="the twins' reduced scale (`:reduced`: 750 re-ID / 200 CycleGAN steps, RegDB "
                       "twin trial 1); use its own --root")
   p.add_argument("--regdb_setting", default=REGDB_SETTINGS[0], choices=REGDB_SETTINGS)
+  p.add_argument("--columns", default=",".join(COLUMNS),
+                 help="with --run: the columns (datasets) to run, e.g. --columns=RegDB "
+                      "(the table always shows both)")
   p.add_argument("--override", action="append", default=[],
                  help="a run.py flag passed to every run, e.g. --override=--config.eval.num_trials=2")
   return p.parse_args(argv)
@@ -288,8 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reduced and args.real:
       print("error: --reduced is the synthetic twins' scale; drop it or --real", file=sys.stderr)
       return 2
-    run_missing(root, datasets, configs, seeds, runlocal=args.runlocal, overrides=args.override,
-                reduced=args.reduced)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    if not columns or any(c not in COLUMNS for c in columns):
+      print(f"error: --columns={args.columns!r}: choose from {', '.join(COLUMNS)}", file=sys.stderr)
+      return 2
+    run_missing(root, {c: datasets[c] for c in columns}, configs, seeds, runlocal=args.runlocal,
+                overrides=args.override, reduced=args.reduced)
   table = collect(root, datasets, seeds, args.regdb_setting)
   wall = time.perf_counter() - start
   title = (f"Comparison table on {' | '.join(datasets[c] for c in COLUMNS)} "

@@ -170,3 +170,42 @@ def test_handcrafted_run_through_the_stages_lands_in_the_table(tiny_data_dir, tm
     cell = table[name]["SYSU-MM01"]
     assert cell["status"] == "ok" and cell["num_trials"] == 1
   assert table["HOG"]["RegDB"]["status"] == pt.NOT_RUN
+
+
+def test_cells_say_the_scale_each_run_was_trained_at(tmp_path, capsys):
+  root = str(tmp_path)
+  sysu, regdb = pt.SYNTHETIC["SYSU-MM01"], pt.SYNTHETIC["RegDB"]
+  _write_run(root, sysu, "ce2l", 0, {"CE²L": {"all_single": _result([0.25])}})
+  _write_run(root, regdb, "tone", 0, {"TONE": {"visible_to_thermal": _result([0.1])}})
+  _write_run(root, regdb, "hog", 0, {"HOG": {"visible_to_thermal": _result([0.1])}})
+  configs = {
+      (sysu, "ce2l"): {"reid": {"trainer": "reid", "num_steps": 750}, "init": "",
+                       "cyclegan": {"enabled": True, "num_steps": 200}, "data": {"protocol": "sysu"}},
+      (regdb, "tone"): {"reid": {"trainer": "reid", "num_steps": 150}, "init": "/w/x.npz",
+                        "cyclegan": {"enabled": False, "num_steps": 200},
+                        "data": {"protocol": "regdb", "trial": 0, "trials": [1]}},
+      (regdb, "hog"): {"reid": {"trainer": "handcrafted"}, "cyclegan": {"enabled": False},
+                       "data": {"protocol": "regdb", "trial": 2, "trials": [1, 2]}}}
+  for (dataset, config), c in configs.items():
+    with open(os.path.join(pt.run_dir(root, dataset, config, 0), "config.json"), "w") as f:
+      json.dump(c, f)
+  table = pt.collect(root, pt.SYNTHETIC, seeds=[0])
+  assert table["CE²L"]["SYSU-MM01"]["scale"] == ["re-ID 750 steps, CycleGAN 200 steps, from scratch"]
+  assert table["TONE"]["RegDB"]["scale"] == ["re-ID 150 steps, from x.npz, trial 1"]
+  assert table["HOG"]["RegDB"]["scale"] == ["hand-crafted, trial 2"]
+  assert pt.run_scale(None) is None
+  md = pt.format_markdown(table)
+  assert md.rstrip().splitlines()[-1] == (
+      "Scale of the runs: RegDB (synthetic_regdb): hand-crafted, trial 2; re-ID 150 steps, from "
+      "x.npz, trial 1 | SYSU-MM01 (synthetic_sysu): re-ID 750 steps, CycleGAN 200 steps, from scratch")
+  assert pt.main([f"--root={root}", "--run", "--columns=RegDB,nope"]) == 2
+  assert "--columns" in capsys.readouterr().err
+
+
+def test_run_missing_runs_only_the_columns_given(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(pt.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+  assert pt.main([f"--root={tmp_path}", "--run", "--rows=tone", "--columns=RegDB", "--reduced",
+                  "--override=--config.reid.num_steps=150"]) == 0
+  assert len(calls) == 1 and calls[0][2] == "--config=configs/tone.py:synthetic_regdb,reduced"
+  assert calls[0][-1] == "--config.reid.num_steps=150"
