@@ -5,6 +5,7 @@ paper's layout with its figures beside ours.
   python -m ce2l_jax.paper_table --run               # run every missing row first (run.py), then print
   python -m ce2l_jax.paper_table --run --rows=lomo,hog --seeds=0,1,2
   python -m ce2l_jax.paper_table --real --run        # the real datasets (when built)
+  python -m ce2l_jax.paper_table --run --reduced --root=workdirs/paper_table_reduced  # twins, short
   make paper-table                                   # = --run on the synthetic twins
 
 Rows (the paper's order, each a config `configs/<row>.py` taking the dataset as an option):
@@ -19,6 +20,13 @@ one per split, the splits of the run) of every seed (`--seeds`; pooled with
 `synthetic_sysu`); `--real` takes `regdb` and `sysu_mm01`. A row whose config file does not exist
 yet or whose run has not finished shows `not run`; a run that failed shows `failed` (its log is
 `<workdir>/run.log`).
+
+`--reduced` runs the twins' `:reduced` option (configs/rows.py: 750 re-ID / 200 CycleGAN steps,
+the RegDB twin's trial 1), `--columns=RegDB` runs one twin only, `--override` passes run.py flags
+to every run (e.g. a smaller `--config.reid.num_steps`); each cell keeps the scale its runs were
+trained at (read from their config.json) and the table's last line lists it. HCML takes TONE's
+trained network and D²RL CE²L's CycleGAN (same dataset and seed) when the row configs agree on
+every key those stages read (`REUSE`): the same computation is not trained twice.
 
 Layout under `--root` (default workdirs/paper_table): `<dataset>/<row>/seed<k>/` is the run's
 `--workdir`; the hand-crafted rows share descriptors through `<root>/feature_cache/` (LOMO's serve
@@ -48,6 +56,16 @@ NOT_RUN, FAILED = "not run", "failed"
 RAW_PIXELS = "raw pixels"
 # Rows of `ce2l_jax.trainers.handcrafted`: their runs share a descriptor cache under the root.
 HANDCRAFTED = ("lomo", "mlbp", "hog", "gsm")
+# A row whose first stages compute exactly what another row's do (same config keys for them, same
+# dataset, seed and overrides) takes that row's finished stage folders instead of training the
+# same thing twice: config → (source config, stages taken, key prefixes that must be equal).
+# HCML is TONE's network (configs/hcml.py differs from configs/tone.py in `eval` only): it takes
+# TONE's trained network. D²RL pre-trains the image level with the dataset config's CycleGAN, the
+# same as CE²L's cyclegan stage: it takes CE²L's CycleGAN.
+REUSE = {"hcml": ("tone", ("reid",), None),
+         "d2rl": ("ce2l", ("cyclegan",), ("cyclegan", "data", "input", "mesh", "seed"))}
+# For a reused `reid` stage every key but these must be equal (the evaluation's own settings).
+REUSE_MAY_DIFFER = ("name", "eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +127,44 @@ def run_command(config: str, dataset: str, seed: int, workdir: str, runlocal: bo
           f"--config.seed={seed}", f"--workdir={workdir}", *overrides]
 
 
+def reuse_check(config: str, spec: str) -> str | None:
+  """None when `config` (at dataset spec `spec`, e.g. 'synthetic_sysu,reduced') may take its
+  REUSE source's stages: the two row configs agree on every key those stages read; else why not."""
+  if config not in REUSE:
+    return f"{config} reuses no other row"
+  from ce2l_jax import config_check
+  source, _, equal = REUSE[config]
+  a = config_check.load_config_file(f"{os.path.join(REPO, 'configs', source)}.py:{spec}")
+  b = config_check.load_config_file(f"{os.path.join(REPO, 'configs', config)}.py:{spec}")
+  keys = config_check.diff_configs(a.to_dict(), b.to_dict(),
+                                   ignore=config_check.IGNORED_KEYS + REUSE_MAY_DIFFER)
+  if equal is not None:
+    keys = [k for k in keys if k.split(".")[0] in equal]
+  return f"{source} and {config} differ in {', '.join(keys)}" if keys else None
+
+
+def reuse_stages(source_dir: str, target_dir: str, stages: Sequence[str]) -> list[str]:
+  """Copies the finished `stages` folders of the run in `source_dir` (at its top and in each
+  RegDB `trial<N>/`) into `target_dir`; returns the folders copied ([] when a stage of the source
+  is not finished, then nothing is copied)."""
+  import shutil
+  from ce2l_jax import workdir as wd
+  if not os.path.isdir(source_dir):
+    return []
+  tops = [source_dir] + sorted(os.path.join(source_dir, d) for d in os.listdir(source_dir)
+                               if d.startswith("trial") and os.path.isdir(os.path.join(source_dir, d)))
+  pairs = [(os.path.join(t, st), os.path.join(target_dir, os.path.relpath(t, source_dir), st))
+           for t in tops for st in stages if os.path.isdir(os.path.join(t, st))]
+  if not pairs or not all(wd.is_done(os.path.dirname(src), os.path.basename(src)) for src, _ in pairs):
+    return []
+  for src, dst in pairs:
+    if not os.path.exists(dst):
+      tmp = f"{dst}.tmp{os.getpid()}"
+      shutil.copytree(src, tmp, symlinks=True)
+      os.replace(tmp, dst)
+  return [os.path.relpath(dst, target_dir) for _, dst in pairs]
+
+
 def _write_atomic(path: str, text: str) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
@@ -138,6 +194,15 @@ def run_missing(root: str, datasets: Mapping[str, str], configs: Sequence[str], 
         extra = ([f"--config.handcrafted.cache_dir={os.path.join(root, 'feature_cache')}"]
                  if config in HANDCRAFTED else [])
         cmd = run_command(config, dataset, seed, wdir, runlocal, [*extra, *overrides], reduced)
+        if config in REUSE:
+          spec = dataset + (",reduced" if reduced else "") + (",runlocal" if runlocal else "")
+          why_not = reuse_check(config, spec)
+          source, stages, _ = REUSE[config]
+          copied = ([] if why_not else
+                    reuse_stages(run_dir(root, dataset, source, seed), wdir, stages))
+          log(f"paper_table: {config} takes {source}'s {', '.join(copied)}" if copied else
+              f"paper_table: {config} trains its own {', '.join(stages)} "
+              f"({why_not or f'{source} of seed {seed} has not finished them'})")
         log(f"paper_table: {' '.join(cmd[1:])}")
         os.makedirs(wdir, exist_ok=True)
         start = time.perf_counter()

@@ -209,3 +209,40 @@ def test_run_missing_runs_only_the_columns_given(tmp_path, monkeypatch):
                   "--override=--config.reid.num_steps=150"]) == 0
   assert len(calls) == 1 and calls[0][2] == "--config=configs/tone.py:synthetic_regdb,reduced"
   assert calls[0][-1] == "--config.reid.num_steps=150"
+
+
+def test_hcml_takes_tones_network_and_d2rl_ce2ls_cyclegan(tmp_path, monkeypatch):
+  # The configs agree on what the reused stages read on the twins; not on the real SYSU-MM01
+  # (D²RL's input differs from CE²L's there), where D²RL trains its own CycleGAN.
+  assert pt.reuse_check("hcml", "synthetic_regdb,reduced") is None
+  assert pt.reuse_check("d2rl", "synthetic_sysu") is None
+  assert "input.image_size" in pt.reuse_check("d2rl", "sysu_mm01")
+  assert pt.reuse_check("tone", "synthetic_sysu") == "tone reuses no other row"
+  root, dataset = str(tmp_path), "synthetic_regdb"
+  tone = pt.run_dir(root, dataset, "tone", 0)
+  for sub in ("trial1/reid", "trial2/reid", "trial1/evaluate"):
+    os.makedirs(os.path.join(tone, sub))
+  for sub in ("trial1/reid", "trial2/reid"):
+    open(os.path.join(tone, sub, "DONE"), "w").write("{}")
+  open(os.path.join(tone, "trial1/reid/weights"), "w").write("w")
+  hcml = pt.run_dir(root, dataset, "hcml", 0)
+  # An unfinished stage of the source: nothing copied.
+  os.remove(os.path.join(tone, "trial2/reid/DONE"))
+  assert pt.reuse_stages(tone, hcml, ["reid"]) == [] and not os.path.exists(hcml)
+  open(os.path.join(tone, "trial2/reid/DONE"), "w").write("{}")
+  assert pt.reuse_stages(tone, hcml, ["reid"]) == ["trial1/reid", "trial2/reid"]
+  assert open(os.path.join(hcml, "trial1/reid/weights")).read() == "w"
+  assert not os.path.exists(os.path.join(hcml, "trial1/evaluate"))
+  # Through run_missing: the source's stages are copied before the run starts.
+  calls, messages = [], []
+  monkeypatch.setattr(pt.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+  sysu_tone = pt.run_dir(root, "synthetic_sysu", "tone", 0)
+  os.makedirs(os.path.join(sysu_tone, "reid"))
+  open(os.path.join(sysu_tone, "reid/DONE"), "w").write("{}")
+  pt.run_missing(root, {"SYSU-MM01": "synthetic_sysu"}, ["hcml", "d2rl"], [0], reduced=True,
+                 log=messages.append)
+  assert len(calls) == 2
+  assert os.path.exists(os.path.join(pt.run_dir(root, "synthetic_sysu", "hcml", 0), "reid/DONE"))
+  assert any("hcml takes tone's reid" in m for m in messages)
+  assert any("d2rl trains its own cyclegan (ce2l of seed 0 has not finished them)" in m
+             for m in messages)
