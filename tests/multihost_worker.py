@@ -16,9 +16,14 @@ Every mode runs real project code in a fresh process, so a test can start severa
     synthetic_vireid/tiny in D) through runpy, as on a host of a multi-host job; with
     CE2L_KILL_AFTER_CHECKPOINT=cyclegan in the environment it exits after the first checkpoint
     (ce2l_jax.stages' test hook). Process 0 writes the final checkpoint's four networks to P.npz.
-    --float64: the CycleGAN's parameters, optimiser state, images and history pools in float64
-    (`use_float64_cyclegan`), so that runs on different device/process layouts can be compared
-    tightly (docs/notes/scale_and_faults.md, "Two-host CycleGAN").
+    --float64: the CycleGAN's parameters, optimiser state, images, history pools and compute
+    dtype in float64 (`use_float64_cyclegan`, `--config.cyclegan.compute_dtype=float64`), so
+    that runs on different device/process layouts can be compared tightly
+    (docs/notes/scale_and_faults.md, "Two-host CycleGAN").
+
+  python tests/multihost_worker.py float64_check
+    Exits 1 when the float64 CycleGAN train step (the smoke config) makes any float32,
+    bfloat16 or float16 array (`narrow_float_arrays`); prints `float64 check: ok` otherwise.
 
   python tests/multihost_worker.py reid --workdir W --out P.npz [--num_steps 4]
       [--checkpoint_every 2] [--sleep_after 2 --sleep 0.5] [--kill_at_batch N]
@@ -291,6 +296,13 @@ def smoke_cyclegan_config(data_dir: str, num_devices: int = 0):
   return c
 
 
+def float64_cyclegan_config(config):
+  """`config` with `cyclegan.compute_dtype = "float64"` (the networks compute in their
+  parameters' float64 instead of casting to the default float32 compute dtype)."""
+  config.cyclegan.compute_dtype = "float64"
+  return config
+
+
 def save_cyclegan_params(config, workdir: str, out: str) -> None:
   """The final CycleGAN checkpoint's four networks → `out` (process 0; keys = tree paths)."""
   import jax
@@ -311,7 +323,10 @@ def save_cyclegan_params(config, workdir: str, out: str) -> None:
 def use_float64_cyclegan() -> None:
   """Makes the CycleGAN stage of this process compute in float64: x64 on, the initial
   parameters (hence the Adam moments) and the checkpoint restore targets float64, images
-  scaled to [-1, 1] in float64, float64 history pools. The code path is the float32 one.
+  scaled to [-1, 1] in float64, float64 history pools; with `float64_cyclegan_config` (the
+  networks' compute dtype) every array of the train step is float64 (`narrow_float_arrays`
+  checks it; tests/test_scale.py::test_float64_harness_computes_the_cyclegan_step_in_float64).
+  The code path is the float32 one.
 
   Why: in float32 two layouts of the same computation (1 process × 4 devices, 2 processes × 2
   devices, even 1 process × 2 vs × 4 devices) differ by up to 1e-3 in parameters after a few
@@ -338,6 +353,65 @@ def use_float64_cyclegan() -> None:
   T.pool_init = pool_init
 
 
+NARROW_FLOATS = ("float32", "bfloat16", "float16")
+
+
+def narrow_float_arrays(config) -> list[str]:
+  """Where the CycleGAN train step of `config` (traced with `use_float64_cyclegan` on) makes a
+  float32 / bfloat16 / float16 array: `primitive shape dtype` per equation, nested jaxprs
+  (scan, custom_vjp, jit) included; scalars are left out (optax's learning rate is a float32
+  scalar by design, the same value on every layout). Empty when every array of the step is
+  float64 — the premise of the float64 comparisons in tests/test_scale.py."""
+  import jax
+  import numpy as np
+  from ce2l_jax.models import cyclegan as cg
+  from ce2l_jax.trainers import cyclegan as T
+  cfg = config.cyclegan
+  models = T.build_models_checked(cfg)
+  tx_g, tx_d = T.make_optimizers(cfg)
+  shapes = cg.param_shapes(models, tuple(int(s) for s in cfg.image_size))
+  state = jax.eval_shape(lambda p: T.create_train_state(cfg, p, tx_g, tx_d), shapes)
+  n, (h, w) = int(cfg.batch_size), (int(s) for s in cfg.image_size)
+  batch = {k: jax.ShapeDtypeStruct((n, h, w, 3), np.uint8) for k in ("rgb", "ir")}
+  closed = jax.make_jaxpr(T.make_train_step(cfg, models, tx_g, tx_d))(state, batch)
+  found: list[str] = []
+
+  def sub_jaxprs(value):
+    if hasattr(value, "eqns"):
+      yield value
+    elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+      yield value.jaxpr
+    elif isinstance(value, (tuple, list)):
+      for v in value:
+        yield from sub_jaxprs(v)
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      for v in eqn.outvars:
+        aval = getattr(v, "aval", None)
+        if aval is not None and getattr(aval, "shape", ()) and str(aval.dtype) in NARROW_FLOATS:
+          found.append(f"{eqn.primitive.name} {tuple(aval.shape)} {aval.dtype}")
+      for value in eqn.params.values():
+        for sub in sub_jaxprs(value):
+          walk(sub)
+
+  walk(closed.jaxpr)
+  return found
+
+
+def run_float64_check(args) -> None:
+  """Exits 1 (listing the first offenders) when the float64 CycleGAN step makes a narrower
+  float array anywhere (`narrow_float_arrays`); prints `float64 check: ok` otherwise."""
+  use_float64_cyclegan()
+  from ce2l_jax import stages
+  found = narrow_float_arrays(stages.prepare_config(float64_cyclegan_config(smoke_cyclegan_config("unused"))))
+  if found:
+    print(f"float64 check: {len(found)} narrower float arrays in the step, e.g. " + "; ".join(found[:5]),
+          flush=True)
+    sys.exit(1)
+  print("float64 check: ok", flush=True)
+
+
 def run_cyclegan_stage(args) -> None:
   """`python run.py --config=configs/smoke.py --stages=cyclegan` as a user starts it on each
   host (run.py starts jax.distributed from the environment)."""
@@ -356,6 +430,8 @@ def run_cyclegan_stage(args) -> None:
   parallel.initialize_distributed = initialize_distributed
   sys.argv = ["run.py", "--config=configs/smoke.py", f"--config.data.data_dir={args.data_dir}",
               f"--workdir={args.workdir}", "--stages=cyclegan"]
+  if args.float64:
+    sys.argv.append("--config.cyclegan.compute_dtype=float64")
   os.chdir(repo)
   try:
     runpy.run_path(os.path.join(repo, "run.py"), run_name="__main__")
@@ -363,7 +439,9 @@ def run_cyclegan_stage(args) -> None:
     if e.code not in (0, None):
       raise
   if args.out:
-    save_cyclegan_params(smoke_cyclegan_config(args.data_dir), args.workdir, args.out)
+    config = smoke_cyclegan_config(args.data_dir)
+    save_cyclegan_params(float64_cyclegan_config(config) if args.float64 else config, args.workdir,
+                         args.out)
   print(f"worker {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
         "cyclegan done", flush=True)
 
@@ -476,7 +554,7 @@ def run_convert(args) -> None:
 
 def main() -> None:
   ap = argparse.ArgumentParser()
-  ap.add_argument("mode", choices=("reid", "stage", "cyclegan_stage", "build", "convert"))
+  ap.add_argument("mode", choices=("reid", "stage", "cyclegan_stage", "float64_check", "build", "convert"))
   ap.add_argument("--workdir")
   ap.add_argument("--out", default="")
   ap.add_argument("--num_steps", type=int, default=4)
@@ -498,6 +576,8 @@ def main() -> None:
     run_stage(args)
   elif args.mode == "cyclegan_stage":
     run_cyclegan_stage(args)
+  elif args.mode == "float64_check":
+    run_float64_check(args)
   elif args.mode == "build":
     run_build(args)
   else:

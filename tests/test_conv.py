@@ -81,6 +81,31 @@ def test_conv2d_mixed_other_branches(xs, ks, s, p, g, monkeypatch):
 BF16_U = 2.0 ** -8  # bfloat16's unit roundoff (8 significant bits; eps = 2⁻⁷)
 
 
+@pytest.mark.parametrize("taps", [False, True])
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 1, 3)] + [((2, 4, 3, 4), (3, 3, 4, 6), 2, ((1, 2), (1, 2)), 1)])
+def test_mixed_float64_stays_float64(case, taps, monkeypatch):
+  """Float64 inputs (64-bit JAX): the mixed form accumulates in float64, not float32 (its
+  bfloat16 rule is "never narrower than float32"), so it equals XLA's float64 convolution and
+  its gradients to 1e-12 (a float32 accumulation would be ~1e-7 off; before the fix it raised)."""
+  xs, ks, s, p, g = case
+  if taps:
+    monkeypatch.setattr(C, "_TAPS_MIN_CHANNEL_PRODUCT", 1)
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=xs), jnp.float64)
+    k = jnp.asarray(rng.normal(size=ks) / np.sqrt(np.prod(ks[:3])), jnp.float64)
+    fast = lambda x, k: C.conv2d(x, k, s, p, g, impl="mixed")
+    ref = lambda x, k: C.conv2d(x, k, s, p, g, impl="native")
+    y, y_ref = fast(x, k), ref(x, k)
+    assert y.dtype == jnp.float64
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    ct = jnp.asarray(rng.normal(size=y_ref.shape), jnp.float64)
+    grad = lambda f: jax.grad(lambda x, k: jnp.sum(f(x, k) * ct), argnums=(0, 1))(x, k)
+    for a, b in zip(grad(fast), grad(ref)):
+      assert a.dtype == jnp.float64
+      np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def _assert_rounded_once(got, exact, magnitude):
   """`got` (bfloat16) is `exact` rounded once: |got − exact| ≤ u·|exact|, plus float32
   summation-order slack 2⁻¹⁸·Σ|terms| (`magnitude`: the same map applied to absolute values)."""

@@ -198,9 +198,15 @@ def col2im(cols: Array, in_shape: tuple[int, ...], kernel_hw: tuple[int, int],
 
 
 # Accumulation: every product and every sum of products (per-tap dots, col2im) is accumulated in
-# float32 and rounded to the compute dtype once, at the end of a primitive — as cuDNN / cuBLAS do
-# for bfloat16. For float32 inputs this is the plain float32 computation (bit for bit).
+# float32 (float64 for float64 inputs: never narrower than the input) and rounded to the compute
+# dtype once, at the end of a primitive — as cuDNN / cuBLAS do for bfloat16. For float32 inputs
+# this is the plain float32 computation (bit for bit).
 _ACC = jnp.float32
+
+
+def _acc(dtype: Any) -> Any:
+  """The accumulation dtype for inputs of `dtype`: float32, or the input's when wider."""
+  return jnp.promote_types(dtype, _ACC)
 
 
 def _matmul(a: Array, b: Array) -> Array:
@@ -208,7 +214,7 @@ def _matmul(a: Array, b: Array) -> Array:
   returned) in float32."""
   lead = a.shape[:-1]
   return jnp.dot(a.reshape(-1, a.shape[-1]), b,
-                 preferred_element_type=_ACC).reshape(*lead, b.shape[-1])
+                 preferred_element_type=_acc(a.dtype)).reshape(*lead, b.shape[-1])
 
 
 def _conv_matmul(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
@@ -268,7 +274,7 @@ def _conv_one(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads) -> 
   if ci * co >= _TAPS_MIN_CHANNEL_PRODUCT:
     return _conv_taps(x, kernel, strides, pads)
   return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN,
-                                  preferred_element_type=_ACC).astype(x.dtype)
+                                  preferred_element_type=_acc(x.dtype)).astype(x.dtype)
 
 
 def _fwd_prim(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads,
@@ -298,7 +304,7 @@ def _bwd_prim(dy: Array, kernel: Array, x_shape: tuple[int, ...], strides: tuple
       n, h, w = x_shape[:3]
       hp, wp = h + pt + pb, w + pl + pr
       ho, wo = dyg.shape[1:3]
-      zero = jnp.zeros((), _ACC)
+      zero = jnp.zeros((), _acc(dy.dtype))
       acc = None
       for i in range(kh):
         for j in range(kw):
@@ -331,7 +337,7 @@ def _wgrad_prim(x: Array, dy: Array, kernel_shape: tuple[int, ...], strides: tup
   outs = []
   for xg, dyg in zip(_groups(x, groups, ci), _groups(dy, groups, co)):
     contract = lambda v: lax.dot_general(v, dyg, (((0, 1, 2), (0, 1, 2)), ((), ())),
-                                         preferred_element_type=_ACC)
+                                         preferred_element_type=_acc(x.dtype))
     if ci < _PATCHES_MAX_CHANNELS and kh * kw > 1:
       outs.append(contract(_im2col(xg, (kh, kw), strides, pads)).reshape(kh, kw, ci, co))
     else:

@@ -57,13 +57,19 @@ class ResnetBlock(nn.Module):
     return x + _instance_norm(self.dtype)(conv()(_reflect_pad(y, 1)))
 
 
+def output_dtype(compute: Any) -> Any:
+  """The networks' output dtype: float32 for a float32 or bfloat16 compute dtype (mixed
+  precision: losses in float32), float64 for float64 (reference comparisons)."""
+  return jnp.promote_types(compute, jnp.float32)
+
+
 class ResnetGenerator(nn.Module):
   """The reference ResNet generator; height and width must be multiples of 4."""
   ngf: int = 64
   n_blocks: int = 9
   out_channels: int = 3
   init_std: float = 0.02
-  dtype: Any = jnp.float32   # compute dtype (bfloat16 on GPUs); parameters and output float32
+  dtype: Any = jnp.float32   # compute dtype (bfloat16 on GPUs); output float32 (float64 if dtype is)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -83,7 +89,7 @@ class ResnetGenerator(nn.Module):
                         kernel_init=init, dtype=dt, name=f"up{i}")(h)
       h = nn.relu(norm()(h))
     h = Conv(self.out_channels, (7, 7), padding="VALID", kernel_init=init, dtype=dt, name="head")(_reflect_pad(h, 3))
-    return jnp.tanh(h).astype(jnp.float32)
+    return jnp.tanh(h).astype(output_dtype(dt))
 
 
 class PatchDiscriminator(nn.Module):
@@ -91,7 +97,7 @@ class PatchDiscriminator(nn.Module):
   ndf: int = 64
   n_layers: int = 3
   init_std: float = 0.02
-  dtype: Any = jnp.float32   # compute dtype (bfloat16 on GPUs); parameters and output float32
+  dtype: Any = jnp.float32   # compute dtype (bfloat16 on GPUs); output float32 (float64 if dtype is)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -105,7 +111,7 @@ class PatchDiscriminator(nn.Module):
       h = Conv(self.ndf * min(2 ** n, 8), (4, 4), strides=(stride, stride), padding=pad,
                kernel_init=init, dtype=dt, name=f"conv{n}")(h)
       h = nn.leaky_relu(_instance_norm(dt)(h), 0.2)
-    return Conv(1, (4, 4), padding=pad, kernel_init=init, dtype=dt, name="out")(h).astype(jnp.float32)
+    return Conv(1, (4, 4), padding=pad, kernel_init=init, dtype=dt, name="out")(h).astype(output_dtype(dt))
 
 
 def build_models(cfg: Any) -> dict[str, nn.Module]:

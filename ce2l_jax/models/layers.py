@@ -28,14 +28,18 @@ Array = jnp.ndarray
 Initializer = Callable[..., Array]
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
 
 def compute_dtype(name: str, key: str = "compute_dtype") -> Any:
-  """The numpy dtype of a config's compute dtype (float32 | bfloat16; mixed precision keeps the
-  parameters, the master weights in the optimiser and the losses in float32)."""
+  """The numpy dtype of a config's compute dtype (float32 | bfloat16 | float64; mixed precision
+  keeps the parameters, the master weights in the optimiser and the losses in float32; float64,
+  for reference comparisons, needs 64-bit JAX and float64 parameters)."""
   if str(name) not in COMPUTE_DTYPES:
     raise ValueError(f"{key}={name!r}: use one of {COMPUTE_DTYPES}")
+  if str(name) == "float64" and not jax.config.jax_enable_x64:
+    raise ValueError(f"{key}='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1 (or "
+                     "jax.config.update('jax_enable_x64', True)) or use float32")
   return jnp.dtype(str(name))
 
 
