@@ -124,11 +124,19 @@ class Sampler:
             "converted": np.zeros((2, self.p * self.k), bool)}
 
 
-def features(model, variables, data: dict, key: str = "emb", batch: int = 256) -> np.ndarray:
-  """Test-time features (`out[key]`) of every image, each through its modality's stream."""
+def features(model, variables, data: dict, key: str = "emb", batch: int = 256,
+             flip: bool = False) -> np.ndarray:
+  """Test-time features (`out[key]`) of every image, each through its modality's stream; with
+  `flip`, the mean with the horizontally flipped image's (as the evaluator's `eval.flip`)."""
   from ce2l_jax.data.augment import normalize_imagenet
-  fns = {m: jax.jit(lambda v, x, m=m: model.apply(v, normalize_imagenet(x), modality=m,
-                                                  train=False)[1][key]) for m in (0, 1)}
+
+  def fn(v, x, m):
+    f = model.apply(v, normalize_imagenet(x), modality=m, train=False)[1][key]
+    if flip:
+      f = (f + model.apply(v, normalize_imagenet(x[:, :, ::-1]), modality=m,
+                           train=False)[1][key]) / 2
+    return f
+  fns = {m: jax.jit(lambda v, x, m=m: fn(v, x, m)) for m in (0, 1)}
   out = None
   for m in (0, 1):
     rows = np.flatnonzero(data["modality"] == m)
@@ -301,10 +309,35 @@ def pretrain(args, size, variables) -> dict:
   return {"params": params, "batch_stats": stats}
 
 
+def take_rows(d: dict, mask: np.ndarray) -> dict:
+  return {k: v[mask] if isinstance(v, np.ndarray) and len(v) == len(mask) else v
+          for k, v in d.items()}
+
+
+def closed_set(tr: dict, te: dict) -> tuple[dict, dict]:
+  """The closed-set control: every second image of each test identity and camera (by index)
+  joins the training set, the rest stays for testing. Test identities are then *seen* in both
+  modalities, so cross-modality retrieval on the held-out images measures how much of an
+  identity a single image carries across modalities, free of generalising to new people."""
+  move = np.zeros(len(te["pid"]), bool)
+  for q in np.unique(te["pid"]):
+    for c in np.unique(te["camid"]):
+      rows = np.flatnonzero((te["pid"] == q) & (te["camid"] == c))
+      move[rows[1::2]] = True
+  add = take_rows(te, move)
+  tr = {k: np.concatenate([tr[k], add[k]]) if isinstance(tr[k], np.ndarray) else tr[k]
+        for k in tr}
+  return tr, take_rows(te, ~move)
+
+
 def train(args) -> dict:
   size = tuple(args.size)
   data = load(args.data, size, args.cache)
   tr, te = data["train"], data["test"]
+  if args.train_ids:
+    tr = take_rows(tr, np.isin(tr["pid"], np.unique(tr["pid"])[:args.train_ids]))
+  if args.closed_set:
+    tr, te = closed_set(tr, te)
   cfg = load_config_file(BASE_CONFIG).reid  # configs/base.py: the paper's re-ID section
   cfg.update(dict(model=args.model, optimizer=args.optimizer, lr=args.lr, num_steps=args.steps,
                   weight_decay=args.wd, cross_margin=args.rho1, intra_margin=args.rho2,
@@ -382,6 +415,7 @@ def train(args) -> dict:
            "ir_to_vis": retrieval(f, te, 1, 0), "vis_to_ir": retrieval(f, te, 0, 1)}
   if args.protocol == "sysu":
     final["sysu_all_single"] = sysu_all_single(f, te)
+    final["sysu_all_single_flip"] = sysu_all_single(features(model, variables, te, flip=True), te)
   else:
     final["regdb"] = regdb_both(f, te)
   # Is a per-modality offset of the embedding what separates the modalities? The same features,
@@ -448,6 +482,9 @@ def main(argv=None):
   ap.add_argument("--intra", type=float, default=0.1)
   ap.add_argument("--lsr", default="none")
   ap.add_argument("--set", nargs="*", help="reid config key=json value")
+  ap.add_argument("--train_ids", type=int, default=0, help="use only the first N training ids")
+  ap.add_argument("--closed_set", action="store_true",
+                  help="control: half of each test identity's images join training")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--log_every", type=int, default=100)
   ap.add_argument("--eval_every", type=int, default=500)

@@ -4,9 +4,9 @@ Real VI-ReID starts from ImageNet weights (BDTR, AGW, CE²L all do); a network s
 scratch on the synthetic twins learns the training identities but transfers poorly across
 modalities to unseen ones (docs/notes/synthetic_benchmark.md). This module plays ImageNet's part:
 it trains the re-ID backbone with identity cross-entropy only (no ranking losses) on the *visible*
-images of `synthetic_vireid/pretrain` — 500 other people (generator seed 1000), none of whom is in
-any twin — and writes the backbone in the format of the real ImageNet weights of that network, so
-that the re-ID stage loads it through the same path (`config.init`):
+images of `synthetic_vireid/pretrain_large` — 3,000 other people (generator seed 1000), none of
+whom is in any twin (`pretrain`: the earlier 500-person set) — and writes the backbone in the
+format of the real ImageNet weights of that network, so that the re-ID stage loads it through the same path (`config.init`):
 - ResNets (`resnet_tiny`, `resnet50_agw`): a torchvision-style state dict `.npz`, read by
   `ce2l_jax.models.pretrained.load_torchvision_resnet` (conv1/bn1 into both stems, layer1..4);
 - AlexNets (`alexnet_tiny`, `bdtr_alexnet`): a `bvlc_alexnet.npy` in the Caffe layout (a pickled
@@ -20,7 +20,7 @@ that the re-ID stage loads it through the same path (`config.init`):
 Both streams/stems see visible images here (each slot of the P×K batch holds visible images of the
 same identities, differently augmented), so the file has one set of weights, as ImageNet's has.
 
-  python -m ce2l_jax.synthetic_pretrain --out=weights/resnet_tiny_synthetic.npz     # ~10 CPU min
+  python -m ce2l_jax.synthetic_pretrain --out=weights/resnet_tiny_synthetic.npz     # ~17 CPU min
   python -m ce2l_jax.synthetic_pretrain --model=alexnet_tiny --size 131 131 --pad=8 \
       --out=weights/alexnet_tiny_synthetic.npy    # docs/notes/synthetic_alexnet.md
 """
@@ -38,7 +38,7 @@ import numpy as np
 
 from ce2l_jax.data import synthetic
 
-DEFAULTS = dict(model="resnet_tiny", data="pretrain", size=(64, 32), steps=3000, p=16, k=2,
+DEFAULTS = dict(model="resnet_tiny", data="pretrain_large", size=(64, 32), steps=6000, p=16, k=2,
                 lr=1e-3, weight_decay=5e-4, seed=0, pad=4, model_kwargs="")
 MODELS = ("resnet_tiny", "resnet50_agw", "alexnet_tiny", "bdtr_alexnet")
 

@@ -55,7 +55,7 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   encoding.
   """
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.1.0")  # pretrain_large added later: no other data changed
   RELEASE_NOTES = {"1.0.0": "Procedural SYSU-like people; thermal infrared from emissivity.",
                    "1.1.0": "Twins: sysu (near infrared), regdb_trial1..10 (thermal, RegDB "
                             "layout); tiny, small, default unchanged."}
@@ -69,6 +69,8 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
                 "+ 10 thermal images each, 128×64.") for t in range(1, 11)],
       _config("regdb_small", "RegDB twin for tests: 20 + 20 identities, 4 + 4 images, 64×32."),
       _config("pretrain", "Visible pretraining (ImageNet's part): 500 other identities (seed "
+              "1000), train split only; use its visible images."),
+      _config("pretrain_large", "Visible pretraining, larger: 3,000 other identities (seed "
               "1000), train split only; use its visible images."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "small"
