@@ -323,9 +323,15 @@ def format_markdown(table: Mapping[str, Mapping[str, Any]], *, title: str = "") 
                                              for k in RESULT_KEYS]) + " |")
   scales = []
   for c in COLUMNS:
-    found = sorted({s for cells in table.values() for s in cells[c].get("scale") or [] if s})
-    if found:
-      scales.append(f"{c} ({next(iter(table.values()))[c].get('dataset', c)}): " + "; ".join(found))
+    rows_of: dict[str, list[str]] = {}
+    for name, cells in table.items():
+      for s in dict.fromkeys(cells[c].get("scale") or []):
+        if s:
+          rows_of.setdefault(s, []).append(name)
+    if rows_of:
+      dataset = next(iter(table.values()))[c].get("dataset", c)
+      scales.append(f"{c} ({dataset}): " + "; ".join(
+          f"{s} ({', '.join(rows_of[s])})" if len(rows_of) > 1 else s for s in sorted(rows_of)))
   if scales:
     lines += ["", "Scale of the runs: " + " | ".join(scales)]
   return "\n".join(lines) + "\n"

@@ -196,8 +196,9 @@ def test_cells_say_the_scale_each_run_was_trained_at(tmp_path, capsys):
   assert pt.run_scale(None) is None
   md = pt.format_markdown(table)
   assert md.rstrip().splitlines()[-1] == (
-      "Scale of the runs: RegDB (synthetic_regdb): hand-crafted, trial 2; re-ID 150 steps, from "
-      "x.npz, trial 1 | SYSU-MM01 (synthetic_sysu): re-ID 750 steps, CycleGAN 200 steps, from scratch")
+      "Scale of the runs: RegDB (synthetic_regdb): hand-crafted, trial 2 (HOG); re-ID 150 steps, "
+      "from x.npz, trial 1 (TONE) | SYSU-MM01 (synthetic_sysu): re-ID 750 steps, CycleGAN 200 "
+      "steps, from scratch")
   assert pt.main([f"--root={root}", "--run", "--columns=RegDB,nope"]) == 2
   assert "--columns" in capsys.readouterr().err
 
