@@ -248,10 +248,19 @@ def collect_cell(root: str, dataset: str, row: Row, seeds: Sequence[int], settin
   for seed in seeds:
     wdir = run_dir(root, dataset, row.config, seed)
     res = _read_json(os.path.join(wdir, "results.json"))
+    if row.result_row == RAW_PIXELS and not (res and RAW_PIXELS in res):
+      # Raw pixels need no training: every run's evaluate stage scores them on the same galleries
+      # (the seed's); take them from another finished run when HOG's has not run.
+      for other in dict.fromkeys(r.config for r in ROWS):
+        other_res = _read_json(os.path.join(run_dir(root, dataset, other, seed), "results.json"))
+        if other_res and RAW_PIXELS in other_res:
+          wdir, res = run_dir(root, dataset, other, seed), other_res
+          break
     by_setting = _method_row(res, row.result_row) if res else None
     if by_setting and setting in by_setting:
       found.append((seed, by_setting[setting]))
-      scales.append(run_scale(_read_json(os.path.join(wdir, "config.json"))))
+      scales.append(None if row.result_row == RAW_PIXELS else
+                    run_scale(_read_json(os.path.join(wdir, "config.json"))))
     elif times.get(f"{dataset}/{row.config}/seed{seed}", {}).get("returncode", 0) != 0:
       failed = True
   if not found:

@@ -197,7 +197,12 @@ def test_cells_say_the_scale_each_run_was_trained_at(tmp_path, capsys):
   for (dataset, config), c in configs.items():
     with open(os.path.join(pt.run_dir(root, dataset, config, 0), "config.json"), "w") as f:
       json.dump(c, f)
+  _write_run(root, regdb, "bdtr", 0, {"BDTR": {"visible_to_thermal": _result([0.3])},
+                                      "raw pixels": {"visible_to_thermal": _result([0.07])}})
   table = pt.collect(root, pt.SYNTHETIC, seeds=[0])
+  # HOG's run has no raw-pixel row here: the table takes it from another run of the same seed.
+  assert table["raw pixels"]["RegDB"]["mean"]["rank1"] == pytest.approx(7.0)
+  assert table["raw pixels"]["SYSU-MM01"]["status"] == pt.NOT_RUN
   assert table["CE²L"]["SYSU-MM01"]["scale"] == ["re-ID 750 steps, CycleGAN 200 steps, from scratch"]
   assert table["TONE"]["RegDB"]["scale"] == ["re-ID 150 steps, from x.npz, trial 1"]
   assert table["HOG"]["RegDB"]["scale"] == ["hand-crafted, trial 2"]
