@@ -6,6 +6,7 @@ for SYSU-MM01 and PNG for RegDB / synthetic (lossless). `pid`: the dataset's own
 `modality`: 0 visible, 1 infrared. `file`: path relative to the dataset root.
 
 Dtypes are numpy types, not strings: TFDS without TensorFlow rejects `"uint8"`.
+`example(...)` builds one record of this layout (every builder's `_generate_examples` yields it).
 """
 
 import numpy as np
@@ -24,3 +25,10 @@ def features(encoding_format: str = "png") -> tfds.features.FeaturesDict:
       "modality": tfds.features.ClassLabel(names=list(MODALITY_NAMES)),
       "file": tfds.features.Text(),
   })
+
+
+def example(image, pid: int, camid: int, modality: int, file: str) -> dict:
+  """One record of `features()`: `image` as `tfds.features.Image` takes it (a path, encoded
+  bytes), the numbers as Python ints."""
+  return {"image": image, "pid": int(pid), "camid": int(camid), "modality": int(modality),
+          "file": str(file)}

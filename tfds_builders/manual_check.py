@@ -17,6 +17,8 @@ The API is small on purpose (builders of other manually downloaded datasets may 
 - `feature_image(path, info, encoding)`: what to give `tfds.features.Image`: the path itself when
   the file is already a 3-channel image in `encoding`, else the image converted to RGB and
   re-encoded.
+- `check_disjoint_ids(train, test, train_where, test_where)`: `ManualDirError` when an identity
+  is in both splits; `log_split(...)`: the one log line per checked split.
 - `ManualDirBuilder`: a mixin for `tfds.core.GeneratorBasedBuilder` (list it first) that writes
   `array_record` by default, calls the builder's `_check_manual_dir(manual_dir)` inside
   `download_and_prepare` before TFDS creates any folder, and hands the result back through
@@ -150,6 +152,23 @@ def feature_image(path: epath.Path, info: ImageInfo, encoding: str) -> str | byt
   else:
     rgb.save(buf, format="PNG")
   return buf.getvalue()
+
+
+def check_disjoint_ids(train: Iterable[int], test: Iterable[int], train_where: str,
+                       test_where: str) -> None:
+  """`ManualDirError` naming the identities (the first 20 and their count) that are in both the
+  train and the test split, and where each split's identities come from (`*_where`)."""
+  both = sorted(set(train) & set(test))
+  if both:
+    raise ManualDirError(f"identities {both[:20]} ({len(both)} in all) are in both train "
+                         f"({train_where}) and test ({test_where}); expected disjoint splits.")
+
+
+def log_split(where: str, n_ids: int, n_images: int, n_infrared: int,
+              infrared: str = "infrared") -> None:
+  """Logs `<where>: N identities, V visible + I infrared images.` for a checked split."""
+  logging.info("%s: %d identities, %d visible + %d %s images.", where, n_ids,
+               n_images - n_infrared, n_infrared, infrared)
 
 
 class ManualDirBuilder:

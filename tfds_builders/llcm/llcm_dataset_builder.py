@@ -20,7 +20,6 @@ identities, and the test images sit in `test_vis/cam<c>/<identity:04d>/` and
 import dataclasses
 import re
 
-from absl import logging
 from etils import epath
 import tensorflow_datasets as tfds
 
@@ -195,12 +194,8 @@ extract the archive and pass the folder holding {ROOT_FOLDER}/ as --manual_dir.
     train = (_read_train_list(root / "idx" / "train_vis.txt", root, "vis")
              + _read_train_list(root / "idx" / "train_nir.txt", root, "nir"))
     train_ids = sorted({im.pid for im in train})
-    both = sorted(set(train_ids) & set(test_ids))
-    if both:
-      raise manual_check.ManualDirError(
-          f"identities {both[:20]} ({len(both)} in all) are in both train (idx/train_vis.txt, "
-          f"idx/train_nir.txt) and test ({root / 'idx' / 'test_id.txt'}); expected disjoint "
-          "splits.")
+    manual_check.check_disjoint_ids(train_ids, test_ids, "idx/train_vis.txt, idx/train_nir.txt",
+                                    str(root / "idx" / "test_id.txt"))
     test = _scan_test(root, test_ids)
     n_ids = {"train": len(train_ids), "test": len(test_ids)}
     if n_ids == RELEASE_IDENTITIES and len(train) + len(test) != RELEASE_IMAGES:
@@ -212,9 +207,8 @@ extract the archive and pass the folder holding {ROOT_FOLDER}/ as --manual_dir.
     for split, images in (("train", train), ("test", test)):
       infos = manual_check.check_images(root / im.file for im in images)
       splits[split] = [dataclasses.replace(im, info=info) for im, info in zip(images, infos.values())]
-      n_ir = sum(im.modality for im in images)
-      logging.info("%s %s: %d identities, %d visible + %d infrared images.", root, split,
-                   n_ids[split], len(images) - n_ir, n_ir)
+      manual_check.log_split(f"{root} {split}", n_ids[split], len(images),
+                             sum(im.modality for im in images))
     return _Checked(root, splits)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -224,10 +218,5 @@ extract the archive and pass the folder holding {ROOT_FOLDER}/ as --manual_dir.
 
   def _generate_examples(self, root: epath.Path, images: list[_Image]):
     for im in images:
-      yield im.file, {
-          "image": manual_check.feature_image(root / im.file, im.info, "jpeg"),
-          "pid": im.pid,
-          "camid": im.camid,
-          "modality": im.modality,
-          "file": im.file,
-      }
+      yield im.file, features.example(manual_check.feature_image(root / im.file, im.info, "jpeg"),
+                                      im.pid, im.camid, im.modality, im.file)

@@ -10,7 +10,6 @@ Build (the data must be requested from its authors, see `MANUAL_DOWNLOAD_INSTRUC
 
 import dataclasses
 
-from absl import logging
 from etils import epath
 import tensorflow_datasets as tfds
 
@@ -171,18 +170,14 @@ github.com/mangye16/Cross-Modal-Re-ID-baseline). Pass the folder holding RegDB/ 
           for im in _read_index(root / "idx" / f"{split}_{kind}_{trial}.txt", root, folders[kind],
                                 camid)]
     pids = {split: {im.pid for im in images} for split, images in splits.items()}
-    both = sorted(pids["train"] & pids["test"])
-    if both:
-      raise manual_check.ManualDirError(
-          f"identities {both[:20]} ({len(both)} in all) are in both train "
-          f"(idx/train_*_{trial}.txt) and test (idx/test_*_{trial}.txt) in {root / 'idx'}; "
-          "expected disjoint splits.")
+    manual_check.check_disjoint_ids(pids["train"], pids["test"],
+                                    f"{root / 'idx'}/train_*_{trial}.txt",
+                                    f"{root / 'idx'}/test_*_{trial}.txt")
     infos = manual_check.check_images(root / im.file for images in splits.values()
                                       for im in images)
     for split, images in splits.items():
-      n_thermal = sum(im.camid == 2 for im in images)
-      logging.info("%s trial %d %s: %d identities, %d visible + %d thermal images.", root, trial,
-                   split, len(pids[split]), len(images) - n_thermal, n_thermal)
+      manual_check.log_split(f"{root} trial {trial} {split}", len(pids[split]), len(images),
+                             sum(im.camid == 2 for im in images), "thermal")
     return _Checked(root, splits, infos)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -193,10 +188,5 @@ github.com/mangye16/Cross-Modal-Re-ID-baseline). Pass the folder holding RegDB/ 
   def _generate_examples(self, checked: _Checked, images: list[_Image]):
     for im in images:
       path = checked.root / im.file
-      yield im.file, {
-          "image": manual_check.feature_image(path, checked.infos[path], "png"),
-          "pid": im.pid,
-          "camid": im.camid,
-          "modality": int(im.camid == 2),
-          "file": im.file,
-      }
+      yield im.file, features.example(manual_check.feature_image(path, checked.infos[path], "png"),
+                                      im.pid, im.camid, im.camid == 2, im.file)

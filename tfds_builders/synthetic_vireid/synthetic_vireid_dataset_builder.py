@@ -97,13 +97,8 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str):
     for chunk in synthetic.iter_chunks(self.builder_config.generator, split):
       for i, file in enumerate(chunk["file"]):
-        yield file, {
-            "image": synthetic.encode_png(chunk["image"][i]),
-            "pid": int(chunk["pid"][i]),
-            "camid": int(chunk["camid"][i]),
-            "modality": int(chunk["modality"][i]),
-            "file": file,
-        }
+        yield file, features.example(synthetic.encode_png(chunk["image"][i]), chunk["pid"][i],
+                                     chunk["camid"][i], chunk["modality"][i], file)
 
 
 Builder = SyntheticVireid  # the name `tfds new` gives, for tools that look for it

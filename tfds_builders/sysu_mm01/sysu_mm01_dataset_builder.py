@@ -168,12 +168,9 @@ pass the folder holding SYSU-MM01/ as --manual_dir.
              for names in SPLIT_LISTS.values() for name in names}
     split_ids = {split: sorted({i for name in names for i in lists[name]})
                  for split, names in SPLIT_LISTS.items()}
-    both = sorted(set(split_ids["train"]) & set(split_ids["test"]))
-    if both:
-      raise manual_check.ManualDirError(
-          f"identities {both[:20]} ({len(both)} in all) are in both train (exp/train_id.txt, "
-          f"exp/val_id.txt) and test (exp/test_id.txt) in {root / 'exp'}; expected disjoint "
-          "lists.")
+    manual_check.check_disjoint_ids(split_ids["train"], split_ids["test"],
+                                    f"{root / 'exp'}/train_id.txt, val_id.txt",
+                                    f"{root / 'exp'}/test_id.txt")
     on_disk = _scan_cameras(root)
     rand_perm_cam = root / "exp" / RAND_PERM_CAM
     if rand_perm_cam.exists():
@@ -191,9 +188,8 @@ pass the folder holding SYSU-MM01/ as --manual_dir.
       if empty:
         logging.warning("%s: %d %s identities have no image in any camera: %s", root,
                         len(empty), split, empty[:20])
-      n_ir = sum(c in features.SYSU_INFRARED_CAMS for _, _, c in files)
-      logging.info("%s %s: %d identities, %d visible + %d infrared images.", root, split,
-                   len(ids), len(files) - n_ir, n_ir)
+      manual_check.log_split(f"{root} {split}", len(ids), len(files),
+                             sum(c in features.SYSU_INFRARED_CAMS for _, _, c in files))
     listed = set(split_ids["train"]) | set(split_ids["test"])
     unlisted = sum(len(v) for (_, pid), v in on_disk.items() if pid not in listed)
     if unlisted:
@@ -212,11 +208,6 @@ pass the folder holding SYSU-MM01/ as --manual_dir.
 
   def _generate_examples(self, root: epath.Path, images: list[_Image]):
     for im in images:
-      modality = int(im.camid in features.SYSU_INFRARED_CAMS)
-      yield im.file, {
-          "image": manual_check.feature_image(root / im.file, im.info, "jpeg"),
-          "pid": im.pid,
-          "camid": im.camid,
-          "modality": modality,
-          "file": im.file,
-      }
+      yield im.file, features.example(manual_check.feature_image(root / im.file, im.info, "jpeg"),
+                                      im.pid, im.camid, im.camid in features.SYSU_INFRARED_CAMS,
+                                      im.file)
