@@ -24,7 +24,6 @@ CPU time on 2 cores (≈ 3–4 min wall when the machine is idle; longer when sh
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -40,41 +39,11 @@ import jax.numpy as jnp  # noqa: E402
 
 from ce2l_jax import losses  # noqa: E402
 from tests import loss_oracles  # noqa: E402
+from benchmarks.machine_timing import machine, matmul_rate, timed  # noqa: E402
 
 SHAPES = {"alexnet_tiny": (67, 67), "resnet_tiny": (64, 32), "bdtr_alexnet": (227, 227),
           "resnet50_agw": (288, 144)}
 NUM_CLASSES = 395  # SYSU-MM01's training identities
-
-
-def timed(f, repeats):
-  """Median wall time of f() (blocked), after one warm-up call."""
-  jax.block_until_ready(f())
-  ts = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(f())
-    ts.append(time.perf_counter() - t)
-  return float(np.median(ts))
-
-
-def matmul_gflops(repeats=5):
-  n = 2048
-  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  return 2 * n ** 3 / timed(lambda: f(a), repeats) / 1e9
-
-
-def machine():
-  model = "?"
-  try:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-      if line.startswith("Model name"):
-        model = line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return (f"{model}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}; "
-          f"Python {platform.python_version()}")
 
 
 # ------------------------------------------------------------------------------- losses ----
@@ -98,8 +67,8 @@ def bench_losses(repeats):
     fwd = jax.jit(ranking)
     grad = jax.jit(jax.value_and_grad(ranking, argnums=(0, 1)))
     fv_j, ft_j = jnp.asarray(fv), jnp.asarray(ft)
-    t_fwd = timed(lambda: fwd(fv_j, ft_j), repeats)
-    t_grad = timed(lambda: grad(fv_j, ft_j), repeats)
+    t_fwd = timed(lambda: fwd(fv_j, ft_j), repeats)[0]
+    t_grad = timed(lambda: grad(fv_j, ft_j), repeats)[0]
     t = time.perf_counter()
     want = (loss_oracles.cross_modality_top_ranking(fv, ft, pids_v, pids_t, 0.5)
             + 0.1 * loss_oracles.intra_modality(fv, ft, pids_v, pids_t, 0.1))
@@ -212,12 +181,12 @@ def main():
     return
   t0 = time.perf_counter()
   print(f"Machine: {machine()}")
-  print(f"float32 2048² matmul: {matmul_gflops():.1f} GFLOP/s")
+  print(f"float32 2048² matmul: {matmul_rate()[0]:.1f} GFLOP/s")
   bench_losses(max(args.repeats, 5))
   if not args.losses_only:
     bench_models([m for m in args.models.split(",") if m], args.batch, args.repeats,
                  args.big_repeats)
-  print(f"\nfloat32 2048² matmul (again, end of run): {matmul_gflops():.1f} GFLOP/s")
+  print(f"\nfloat32 2048² matmul (again, end of run): {matmul_rate()[0]:.1f} GFLOP/s")
   print(f"Total wall time {time.perf_counter() - t0:.0f} s")
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -46,50 +45,14 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.machine_timing import machine, matmul_rate, timed  # noqa: E402
+
 NETS = ("alexnet", "resnet", "cyclegan")
 FORMS = ("mixed", "matmul", "native")
 NUM_CLASSES = 395  # SYSU-MM01's training identities
 
 
 # --------------------------------------------------------------------- timing helpers ----
-
-
-def _timed(f, repeats: int) -> tuple[float, float]:
-  """(median wall s, median CPU s) of f() (blocked), after one warm-up call."""
-  import jax
-  jax.block_until_ready(f())
-  wall, cpu = [], []
-  for _ in range(repeats):
-    t, c = time.perf_counter(), time.process_time()
-    jax.block_until_ready(f())
-    wall.append(time.perf_counter() - t)
-    cpu.append(time.process_time() - c)
-  return float(np.median(wall)), float(np.median(cpu))
-
-
-def dot_rate(repeats: int = 5) -> tuple[float, float]:
-  """float32 2048² matmul: (GFLOP/s wall, GFLOP per CPU-second)."""
-  import jax
-  import jax.numpy as jnp
-  n = 2048
-  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  wall, cpu = _timed(lambda: f(a), repeats)
-  return 2 * n ** 3 / wall / 1e9, 2 * n ** 3 / cpu / 1e9
-
-
-def machine() -> str:
-  import jax
-  model = "?"
-  try:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-      if line.startswith("Model name"):
-        model = line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return (f"{model}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
-          f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}); "
-          f"Python {platform.python_version()}")
 
 
 def _flops(compiled) -> float:
@@ -196,7 +159,7 @@ def cyclegan_step(batch: int, size=(128, 64), ngf: int = 64, n_blocks: int = 9):
 def bench_one(net: str, form: str, batch: int, steps: int, tiny: bool = False) -> dict:
   """One (net, form) in this process; `CE2L_CONV_IMPL` must already be set to `form`."""
   import jax
-  d0 = dot_rate()
+  d0 = matmul_rate()
   if net == "cyclegan":
     kw = dict(size=(64, 32), ngf=8, n_blocks=1) if tiny else {}
     step, forward, state, data, n_img = cyclegan_step(batch, **kw)
@@ -207,15 +170,15 @@ def bench_one(net: str, form: str, batch: int, steps: int, tiny: bool = False) -
   compile_s = time.perf_counter() - t
   fwd = jax.jit(forward).lower(state, data).compile()
   flops, fwd_flops = _flops(compiled), _flops(fwd)
-  fwd_s, fwd_cpu = _timed(lambda: fwd(state, data), steps)
+  fwd_s, fwd_cpu = timed(lambda: fwd(state, data), steps)
   box = [state]
 
   def run():
     box[0], loss = compiled(box[0], data)
     return loss
-  step_s, step_cpu = _timed(run, steps)
+  step_s, step_cpu = timed(run, steps)
   loss = float(run())
-  d1 = dot_rate()
+  d1 = matmul_rate()
   return dict(net=net, form=form, batch=batch, images_per_step=n_img, compile_s=compile_s,
               step_s=step_s, step_cpu_s=step_cpu, fwd_s=fwd_s, fwd_cpu_s=fwd_cpu,
               gflop=flops / 1e9, fwd_gflop=fwd_flops / 1e9, loss=loss,
@@ -254,7 +217,7 @@ def bench_layers(batch: int, repeats: int, forms: list[str], only: str = "") -> 
 
   from ce2l_jax.models import conv as C
   rng = np.random.default_rng(0)
-  d = dot_rate()
+  d = matmul_rate()
   print(f"float32 2048² dot: {d[0]:.0f} GFLOP/s wall, {d[1]:.0f} GFLOP per CPU-second")
   head = " | ".join(f"{f} fwd | {f} fwd+bwd" for f in forms)
   print(f"\n| layer (batch {batch}) | GFLOP fwd | {head} | fwd+bwd {forms[0]} / {forms[-1]} | "
@@ -279,7 +242,7 @@ def bench_layers(batch: int, repeats: int, forms: list[str], only: str = "") -> 
       f = jax.jit(lambda x, k, impl=impl: fn(x, k, impl))
       gf = jax.jit(jax.grad(lambda x, k, impl=impl: jnp.vdot(fn(x, k, impl), ct),
                             argnums=(0, 1) if dx else 1))
-      row += [_timed(lambda: f(x, k), repeats)[1], _timed(lambda: gf(x, k), repeats)[1]]
+      row += [timed(lambda: f(x, k), repeats)[1], timed(lambda: gf(x, k), repeats)[1]]
     fb = flops * (3 if dx else 2)
     cells = " | ".join(f"{v:.3f}" for v in row)
     print(f"| {name} | {flops / 1e9:.2f} | {cells} | {row[1] / row[-1]:.2f}× | "
