@@ -33,9 +33,9 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
+from ce2l_jax.models.input_forms import split_input
 from ce2l_jax.models.resnet import RESNET50_BLOCKS, Bottleneck, ResNetStem, stage_specs
 
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -64,26 +64,6 @@ def zero_pad_input(x: jnp.ndarray, modality: int) -> jnp.ndarray:
   return jnp.concatenate([zeros, intensity(x)], axis=-1)
 
 
-def _as_streams(images: jnp.ndarray, modality) -> tuple[list[jnp.ndarray], list[int], bool]:
-  """The contract's two input forms → ([per-modality images], [modalities], paired)."""
-  if images.ndim == 5:
-    if images.shape[0] != 2:
-      raise ValueError(f"paired images must have shape (2, N, H, W, C), got {images.shape}")
-    if modality is not None:
-      raise ValueError("modality is only for the single-modality form (N, H, W, C)")
-    return [images[0], images[1]], [0, 1], True
-  if images.ndim == 4:
-    try:
-      m = int(modality)
-    except (TypeError, jax.errors.ConcretizationTypeError) as e:
-      raise ValueError("single-modality images (N, H, W, C) need modality=0 (visible) or 1 "
-                       "(infrared) as a Python int (static under jit)") from e
-    if m not in (0, 1):
-      raise ValueError(f"modality must be 0 (visible) or 1 (infrared), got {modality}")
-    return [images], [m], False
-  raise ValueError(f"images must be (2, N, H, W, C) or (N, H, W, C), got shape {images.shape}")
-
-
 class ViReIDResNet(nn.Module):
   """Wu et al.'s one-stream / two-stream / zero-padding network on the project's ResNet.
 
@@ -109,7 +89,7 @@ class ViReIDResNet(nn.Module):
       raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {self.input_mode!r}")
     if self.specific_stages not in (0, 1, 2):
       raise ValueError(f"specific_stages must be 0, 1 or 2, got {self.specific_stages}")
-    xs, ms, paired = _as_streams(images.astype(self.dtype), modality)
+    xs, ms, paired = split_input(images.astype(self.dtype), modality)
     if self.input_mode == "zero_pad":
       xs = [zero_pad_input(x, m) for x, m in zip(xs, ms)]
     specs = stage_specs(self.width, self.blocks, self.last_stride)

@@ -14,7 +14,7 @@ All images are NHWC.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -22,10 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ce2l_jax.models.conv import conv2d
+from ce2l_jax.models.conv import Conv
 
 Array = jnp.ndarray
-Initializer = Callable[..., Array]
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
@@ -89,43 +88,23 @@ def local_response_norm(x: Array, size: int = 5, alpha: float = 1e-4, beta: floa
   return x / jnp.power(k + (alpha / size) * sq, beta)
 
 
-class GroupedConv(nn.Module):
-  """2-D convolution with `groups` input/output channel groups (Caffe/AlexNet `group`).
+def GroupedConv(features: int, kernel_size: int | Sequence[int], strides: int | Sequence[int] = 1,  # noqa: N802
+                padding: int | Sequence[int] | str = 0, groups: int = 1, use_bias: bool = True,
+                fast: bool = True, dtype: Any = jnp.float32, **kwargs: Any) -> Conv:
+  """2-D convolution with `groups` input/output channel groups (Caffe/AlexNet `group`): a
+  `ce2l_jax.models.conv.Conv` module (so the parameters and the code are that module's).
 
   Parameters have the layout of `nn.Conv(feature_group_count=groups)`: `kernel`
   (kh, kw, in/groups, features) where output channels [g·F/G, (g+1)·F/G) read input group g, and
   `bias` (features,). `padding` is an explicit symmetric int (Caffe's `pad`), or a string.
-  `fast=True` runs `ce2l_jax.models.conv.conv2d` in the process's default form (on CPU one
-  XLA convolution per group forward, gradients as dots); `fast=False` runs one
-  `feature_group_count` convolution (`lax.conv_general_dilated`). Same parameters, same numbers.
+  `fast=True` runs `ce2l_jax.models.conv.conv2d` in the process's default form (on CPU the
+  custom-VJP "mixed" form if selected: one XLA convolution per group forward, gradients as
+  dots); `fast=False` runs one `feature_group_count` convolution (`lax.conv_general_dilated`)
+  and its autodiff gradients. Same parameters, same numbers. `kwargs`: `kernel_init`,
+  `bias_init`, `name`.
   """
-  features: int
-  kernel_size: int | Sequence[int]
-  strides: int | Sequence[int] = 1
-  padding: int | Sequence[int] | str = 0
-  groups: int = 1
-  use_bias: bool = True
-  fast: bool = True
-  dtype: Any = jnp.float32
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  bias_init: Initializer = nn.initializers.zeros_init()
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    kh, kw = _pairs(self.kernel_size)
-    cin, g = x.shape[-1], self.groups
-    if cin % g or self.features % g:
-      raise ValueError(f"GroupedConv: channels {cin}->{self.features} not divisible by groups={g}")
-    kernel = self.param("kernel", self.kernel_init, (kh, kw, cin // g, self.features), jnp.float32)
-    x = x.astype(self.dtype)
-    kernel = kernel.astype(self.dtype)
-    # fast: the process's default form (on CPU the custom-VJP "mixed" form, one XLA convolution
-    # per group forward and the gradients as dots; XLA's grouped conv on GPU); plain: XLA's
-    # `feature_group_count` convolution and its autodiff gradients.
-    y = conv2d(x, kernel, self.strides, self.padding, g, impl=None if self.fast else "native")
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
-    return y
+  return Conv(features, kernel_size, strides, padding, groups, use_bias,
+              impl=None if fast else "native", dtype=dtype, **kwargs)
 
 
 class GeM(nn.Module):

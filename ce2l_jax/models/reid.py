@@ -29,35 +29,25 @@ import jax.numpy as jnp
 
 from ce2l_jax.models import baselines, d2rl
 from ce2l_jax.models.alexnet import ALEXNET_FC6, ALEXNET_WIDTHS, AlexNetStream
+from ce2l_jax.models.input_forms import split_input
 from ce2l_jax.models.layers import GeM
 from ce2l_jax.models.resnet import RESNET50_BLOCKS, Bottleneck, ResNetStem, stage_specs
 
 
 def _run_streams(images: jnp.ndarray, modality, streams: Sequence[Callable]):
-  """Dispatch the contract's two input forms to the modality-specific streams.
+  """Dispatch the contract's two input forms (`input_forms.split_input`) to the
+  modality-specific streams.
 
   Returns (x, paired, per_stream_out): x concatenates the streams' outputs along the batch
   (visible first) in the paired form. `per_stream_out` stacks each stream's dict to (2, N, …).
   """
-  if images.ndim == 5:
-    if images.shape[0] != 2:
-      raise ValueError(f"paired images must have shape (2, N, H, W, 3), got {images.shape}")
-    if modality is not None:
-      raise ValueError("modality is only for the single-modality form (N, H, W, 3)")
-    (xv, ov), (xt, ot) = streams[0](images[0]), streams[1](images[1])
+  xs, ms, paired = split_input(images, modality)
+  if paired:
+    (xv, ov), (xt, ot) = streams[0](xs[0]), streams[1](xs[1])
     outs = {k: jnp.stack([ov[k], ot[k]]) for k in ov}
     return jnp.concatenate([xv, xt], axis=0), True, outs
-  if images.ndim == 4:
-    try:
-      m = int(modality)
-    except (TypeError, jax.errors.ConcretizationTypeError) as e:
-      raise ValueError("single-modality images (N, H, W, 3) need modality=0 (visible) or 1 "
-                       "(infrared) as a Python int (static under jit)") from e
-    if m not in (0, 1):
-      raise ValueError(f"modality must be 0 (visible) or 1 (infrared), got {modality}")
-    x, o = streams[m](images)
-    return x, False, o
-  raise ValueError(f"images must be (2, N, H, W, 3) or (N, H, W, 3), got shape {images.shape}")
+  x, o = streams[ms[0]](xs[0])
+  return x, False, o
 
 
 def _unflatten(tree: dict, paired: bool) -> dict:
