@@ -257,12 +257,11 @@ def run_smoke_stages(data_dir: str, workdir: str, *, num_devices: int = 0, out: 
   return local[0] if local else 0
 
 
-def run_stage(args) -> None:
-  """`python run.py --config=configs/smoke.py --config.cyclegan.enabled=false --stages=reid,evaluate`
-  as a user starts it on each host (run.py starts jax.distributed from the environment), with
-  the Tap on the train stream."""
+def run_run_py(flags: list[str]) -> None:
+  """`python run.py --config=configs/smoke.py <flags>` in this process (runpy), as a user starts
+  it on each host: run.py starts jax.distributed from the environment, and this process then
+  prints `announce_ready`'s line. A non-zero exit is raised; 0 returns."""
   import runpy
-  import jax
   from ce2l_jax import parallel
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   real_init = parallel.initialize_distributed
@@ -272,16 +271,24 @@ def run_stage(args) -> None:
     announce_ready()
 
   parallel.initialize_distributed = initialize_distributed
-  local: list[int] = []
-  tap_train_pipeline(args.kill_at_batch, local)
-  sys.argv = ["run.py", "--config=configs/smoke.py", f"--config.data.data_dir={args.data_dir}",
-              "--config.cyclegan.enabled=false", f"--workdir={args.workdir}", "--stages=reid,evaluate"]
+  sys.argv = ["run.py", "--config=configs/smoke.py", *flags]
   os.chdir(repo)
   try:
     runpy.run_path(os.path.join(repo, "run.py"), run_name="__main__")
   except SystemExit as e:
     if e.code not in (0, None):
       raise
+
+
+def run_stage(args) -> None:
+  """`python run.py --config=configs/smoke.py --config.cyclegan.enabled=false --stages=reid,evaluate`
+  as a user starts it on each host (run.py starts jax.distributed from the environment), with
+  the Tap on the train stream."""
+  import jax
+  local: list[int] = []
+  tap_train_pipeline(args.kill_at_batch, local)
+  run_run_py([f"--config.data.data_dir={args.data_dir}", "--config.cyclegan.enabled=false",
+              f"--workdir={args.workdir}", "--stages=reid,evaluate"])
   if args.out:
     save_reid_variables(smoke_config(args.data_dir), args.workdir, args.out)
   print(f"worker {jax.process_index()}/{jax.process_count()}: {jax.device_count()} devices, "
@@ -415,29 +422,12 @@ def run_float64_check(args) -> None:
 def run_cyclegan_stage(args) -> None:
   """`python run.py --config=configs/smoke.py --stages=cyclegan` as a user starts it on each
   host (run.py starts jax.distributed from the environment)."""
-  import runpy
   import jax
-  from ce2l_jax import parallel
   if args.float64:
     use_float64_cyclegan()
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  real_init = parallel.initialize_distributed
-
-  def initialize_distributed():
-    real_init()
-    announce_ready()
-
-  parallel.initialize_distributed = initialize_distributed
-  sys.argv = ["run.py", "--config=configs/smoke.py", f"--config.data.data_dir={args.data_dir}",
-              f"--workdir={args.workdir}", "--stages=cyclegan"]
-  if args.float64:
-    sys.argv.append("--config.cyclegan.compute_dtype=float64")
-  os.chdir(repo)
-  try:
-    runpy.run_path(os.path.join(repo, "run.py"), run_name="__main__")
-  except SystemExit as e:
-    if e.code not in (0, None):
-      raise
+  run_run_py([f"--config.data.data_dir={args.data_dir}", f"--workdir={args.workdir}",
+              "--stages=cyclegan"]
+             + (["--config.cyclegan.compute_dtype=float64"] if args.float64 else []))
   if args.out:
     config = smoke_cyclegan_config(args.data_dir)
     save_cyclegan_params(float64_cyclegan_config(config) if args.float64 else config, args.workdir,

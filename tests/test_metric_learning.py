@@ -31,37 +31,35 @@ def _sqdist(p, q):
   return ((p[:, None, :] - q[None, :, :]) ** 2).sum(-1)
 
 
+def _pair_covariances_loop(x, a, z, b):
+  """The slow reference: (Σ_I, Σ_E, #intra pairs, #extra pairs), one outer product per
+  cross-modal pair (x_i − z_j)(x_i − z_j)ᵀ, averaged over same- / different-identity pairs."""
+  d = x.shape[1]
+  sums, counts = [np.zeros((d, d)), np.zeros((d, d))], [0, 0]
+  for i in range(len(x)):
+    for j in range(len(z)):
+      extra = int(a[i] != b[j])
+      sums[extra] = sums[extra] + np.outer(x[i] - z[j], x[i] - z[j])
+      counts[extra] += 1
+  return sums[0] / counts[0], sums[1] / counts[1], counts[0], counts[1]
+
+
 def test_pair_covariances_equal_the_pair_loop():
   x, a, z, b = _cross_modal_problem(ids=4, per=2, d=5)
   a = a.copy()
   a[0] = 9  # an identity only in the visible set
   si, se, n_i, n_e = ml.pair_covariances(x, a, z, b)
-  ref_i, ref_e, ci, ce = np.zeros((5, 5)), np.zeros((5, 5)), 0, 0
-  for i in range(len(x)):
-    for j in range(len(z)):
-      diff = np.outer(x[i] - z[j], x[i] - z[j])
-      if a[i] == b[j]:
-        ref_i, ci = ref_i + diff, ci + 1
-      else:
-        ref_e, ce = ref_e + diff, ce + 1
+  ref_i, ref_e, ci, ce = _pair_covariances_loop(x, a, z, b)
   assert (n_i, n_e) == (ci, ce)
-  np.testing.assert_allclose(si, ref_i / ci, rtol=1e-10)
-  np.testing.assert_allclose(se, ref_e / ce, rtol=1e-10)
+  np.testing.assert_allclose(si, ref_i, rtol=1e-10)
+  np.testing.assert_allclose(se, ref_e, rtol=1e-10)
 
 
 def _xqda_closed_form(x, a, z, b, lam=1e-3):
   """XQDA as the paper writes it: W = eigenvectors of Σ_I⁻¹Σ_E with eigenvalue > 1 (unit norm, as
   MATLAB's eig), M = (WᵀΣ_I W)⁻¹ − (WᵀΣ_E W)⁻¹; returns the full-space W M Wᵀ."""
-  si, ci, se, ce = 0, 0, 0, 0
-  for i in range(len(x)):
-    for j in range(len(z)):
-      diff = np.outer(x[i] - z[j], x[i] - z[j])
-      if a[i] == b[j]:
-        si, ci = si + diff, ci + 1
-      else:
-        se, ce = se + diff, ce + 1
-  si = si / ci + lam * np.eye(x.shape[1])
-  se = se / ce
+  si, se, _, _ = _pair_covariances_loop(x, a, z, b)
+  si = si + lam * np.eye(x.shape[1])
   evals, evecs = np.linalg.eig(np.linalg.solve(si, se))
   evals, evecs = evals.real, evecs.real
   keep = evals > 1
