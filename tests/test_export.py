@@ -68,8 +68,15 @@ def test_reloaded_artifact_matches_live_model(exported, tmp_path):
   from ce2l_jax.trainers import reid
   trained = export.load_trained(workdir)
   predict = reid.make_predict_fn(trained.model)
+  # The run's evaluation averaged with the mirror image's features when `eval.flip` (the smoke
+  # config inherits configs/synthetic.py's True): the artifact must say so and do the same.
+  flip = bool(trained.config.eval.flip)
+  assert any("flipped" in step for step in pre["inside_artifact"]) == flip
   for name, m in (("visible", 0), ("infrared", 1)):
     live = np.asarray(jax.jit(lambda v, x: predict(v, x, m))(trained.variables, images))
+    if flip:
+      live = (live + np.asarray(jax.jit(lambda v, x: predict(v, x, m))(
+          trained.variables, images[:, :, ::-1]))) / 2
     live = live / np.linalg.norm(live, axis=1, keepdims=True)
     assert res[f"{name}_5"].shape == (5, pre["output"]["shape"][1])
     np.testing.assert_allclose(res[f"{name}_5"], live, atol=1e-5, rtol=0)
