@@ -309,11 +309,6 @@ def pretrain(args, size, variables) -> dict:
   return {"params": params, "batch_stats": stats}
 
 
-def take_rows(d: dict, mask: np.ndarray) -> dict:
-  return {k: v[mask] if isinstance(v, np.ndarray) and len(v) == len(mask) else v
-          for k, v in d.items()}
-
-
 def closed_set(tr: dict, te: dict) -> tuple[dict, dict]:
   """The closed-set control: every second image of each test identity and camera (by index)
   joins the training set, the rest stays for testing. Test identities are then *seen* in both
@@ -324,10 +319,9 @@ def closed_set(tr: dict, te: dict) -> tuple[dict, dict]:
     for c in np.unique(te["camid"]):
       rows = np.flatnonzero((te["pid"] == q) & (te["camid"] == c))
       move[rows[1::2]] = True
-  add = take_rows(te, move)
-  tr = {k: np.concatenate([tr[k], add[k]]) if isinstance(tr[k], np.ndarray) else tr[k]
-        for k in tr}
-  return tr, take_rows(te, ~move)
+  add = synthetic.take(te, move)
+  tr = {k: np.concatenate([tr[k], add[k]]) for k in tr}
+  return tr, synthetic.take(te, ~move)
 
 
 def train(args) -> dict:
@@ -335,7 +329,7 @@ def train(args) -> dict:
   data = load(args.data, size, args.cache)
   tr, te = data["train"], data["test"]
   if args.train_ids:
-    tr = take_rows(tr, np.isin(tr["pid"], np.unique(tr["pid"])[:args.train_ids]))
+    tr = synthetic.take(tr, np.isin(tr["pid"], np.unique(tr["pid"])[:args.train_ids]))
   if args.closed_set:
     tr, te = closed_set(tr, te)
   cfg = load_config_file(BASE_CONFIG).reid  # configs/base.py: the paper's re-ID section
