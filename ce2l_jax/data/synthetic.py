@@ -17,17 +17,56 @@ Each identity is a rendered person with its own attributes:
     vertical stripes, checks, blocky noise) at its own frequency; sleeves short or long; trousers,
     shorts or a skirt; shoes;
   accessories: backpack, shoulder bag, hat, each with its colour;
-  infrared: body heat (skin hottest), hair and per-garment emissivity, drawn independently of
-    every colour, so two people dressed alike in colour may differ in infrared and the reverse.
+  near infrared (SYSU-like): each dye's NIR reflectance times a per-garment material factor;
+  thermal (RegDB-like): skin temperature and, per garment, an insulation drawn with the garment's
+    kind and fit, a solar absorptance from its visible and NIR reflectance, and a fabric
+    emissivity (see "The thermal model" below).
 Each image draws a viewpoint (front, back, or side facing left or right: it decides mirroring,
 whether the face or the back of the head shows, and how a backpack or bag shows), scale,
 position, stride and arm swing, and a background in its camera's style (indoor walls and tiles,
 a corridor with doors, a building facade, a park; thermal rooms with warm radiators, a cold sky)
-with per-image clutter, lighting gain and tint, and sensor noise. Infrared images are temperature
-maps with the camera's blur, gain and noise, grayscale repeated to 3 channels: colour is lost,
-body shape, pattern layout and accessories survive. So an infrared image is not a fixed function
-of a visible one, and matching across modalities by raw pixels is near chance while matching
-within the visible modality is not (see `raw_pixel_rank1` and docs/notes/synthetic_dataset.md).
+with per-image clutter, lighting gain and tint, and sensor noise. Infrared images are grayscale
+repeated to 3 channels: colour is lost, body shape and accessories survive. So an infrared image
+is not a fixed function of a visible one, and matching across modalities by raw pixels is near
+chance while matching within the visible modality is not (see `raw_pixel_rank1` and
+docs/notes/synthetic_dataset.md).
+
+The thermal model (8–14 µm, an uncooled microbolometer camera; docs/notes/thermal_twin.md). A
+pixel shows a surface's apparent temperature: its own emission at its surface temperature T_s,
+with emissivity ε, plus the surroundings it reflects, T_app⁴ = ε T_s⁴ + (1 − ε) T_refl⁴.
+  - Emissivity: human skin 0.97–0.99 whatever its colour (0.98 the accepted value; Sanchez-Marin
+    et al. 2009, J. Biomed. Opt. 14(2):024006: skin is nearly a blackbody at 10.6 µm);
+    textiles 0.82–0.93 in 8–12 µm with no dependence on the dye (nylon 0.87, cotton 0.88,
+    polyester 0.88, acrylic 0.82: NIJ, "Study of the mid-infrared emissivity of dried blood on
+    fabrics", nij.ojp.gov; knitted wool, cotton and polyester absorb 75–93 % of mid infrared
+    whatever their colour: Bauer, Gresser & Mark 2021, "Effect of structure, color and finish on
+    the MIR emission and NIR absorption of knitted textiles", J. Textile Sci. Fashion Technol.).
+    So a print (two dyes on one fabric) differs by ~0.01 in ε: nearly invisible by emission.
+  - Surface temperature: the regulated skin temperature (31.5–35 °C at the face) reaches a
+    garment's surface through its insulation R (1 clo = 0.155 m²K/W, the clothing-insulation unit
+    of ASHRAE 55 and ISO 9920, whose garment tables run from ~0.06 clo (T-shirt, shorts) to ~1.3
+    (a thick jacket); plus up to 0.3 clo of air gap for a loose fit), and leaves it by convection
+    and radiation, h ≈ 8–12
+    W/(m²K) (h_r ≈ 4εσT³ ≈ 5 plus convection): T_s = T_air + (T_sk − T_air + α E R) / (1 + R h)
+    (the layer's steady state, the clothing-surface balance of Fanger's model in ISO 7730). A thin
+    shirt shows nearly skin temperature, a thick jacket nearly air temperature.
+  - Sunshine E (outdoors) is absorbed with the solar absorptance α: sunlight is ~42–50 % visible,
+    ~50–55 % near infrared (AMS Glossary of Meteorology, "solar radiation"), so α = 1 − (ρ_vis +
+    ρ_nir)/2 with ρ_vis the colour's luminance and ρ_nir `_nir_reflectance`'s value (fabrics'
+    near-infrared absorption varies 10–96 % with construction and dye: Bauer et al. 2021). Dark
+    garments run warmer in the sun: thermal brightness is partly, not exactly, predictable from
+    visible luminance, and a print shows in the sun in proportion to its absorptance contrast.
+  - Hair, shoes, hats: a share of the skin's warmth; bags and backpacks are warmed only where
+    they touch, so carried things sit near the air temperature (plus sunshine).
+  - Scene: clear sky at Swinbank's (1963, Q. J. R. Meteorol. Soc. 89:339) T_sky = 0.0552 T_air^1.5
+    (K), sun-warmed pavement, warm radiators, screens and cars.
+  - Camera: optics blur, a bolometer array at half the visible camera's resolution, residual
+    fixed-pattern non-uniformity after the camera's correction (per-pixel, per-column, a smooth
+    centre-to-edge offset), temporal noise at an NETD of 50–80 mK, and a histogram automatic
+    gain, plateau equalization with tail rejection and a gain cap (the first of the AGC
+    algorithms of FLIR's Tau 2 cores: FLIR application note 102-PS242-100-01, "FLIR camera
+    adjustments", 2014). RegDB itself: Nguyen et al. 2017, Sensors 17(3):605 (a dual
+    visible–thermal rig).
 
 Rendering is vectorized over batches: every body part is a soft mask (signed distance to
 ellipses, capsules and boxes on a coordinate grid), composited back to front, each on the band
@@ -173,7 +212,6 @@ _ACCESSORY_RGB = np.array([(0.08, 0.08, 0.09), (0.92, 0.92, 0.90), (0.55, 0.35, 
                            (0.55, 0.55, 0.58), (0.90, 0.75, 0.20)], np.float32)
 _LOOK_KEYS = ("skin", "hair", "upper1", "upper2", "lower1", "lower2", "shoes", "backpack",
               "bag", "hat")
-_AMBIENT = 0.33  # the temperature a zero-emissivity garment shows (clothes are warmer than walls)
 
 
 def identities(config: "str | SyntheticConfig") -> dict:
@@ -181,8 +219,11 @@ def identities(config: "str | SyntheticConfig") -> dict:
 
   Body and clothing kinds as arrays (`height`, `shoulder`, `upper_pattern` (index into
   `PATTERNS`), `lower_kind` (trousers, shorts, skirt), `backpack`, ...); `rgb` maps each part
-  (`skin`, `hair`, `upper1`, `upper2`, `lower1`, ...) to colours (N, 3), `ir` the same parts to
-  temperatures (N, 1), drawn independently of the colours.
+  (`skin`, `hair`, `upper1`, `upper2`, `lower1`, ...) to colours (N, 3); `nir` the same parts to
+  near-infrared reflectances (N, 1); `thermal` holds the thermal properties
+  (`_thermal_properties`). `ir` is the camera's regime: `nir`, or (thermal) each part's apparent
+  temperature (°C, (N, 1)) at `_THERMAL_REFERENCE`'s outdoor conditions (images use each
+  image's own weather).
   """
   cfg = get_config(config)
   n = cfg.num_ids
@@ -239,22 +280,25 @@ def identities(config: "str | SyntheticConfig") -> dict:
     rgb[key] = pick(_ACCESSORY_RGB, part=key)
   ids["rgb"] = rgb
 
-  # Infrared: body heat and emissivities, drawn after (and independently of) every colour.
+  # Thermal draws of this stream (kept in place: the NIR reflectances drawn after them must not
+  # change). Skin temperature and the share of the skin's warmth that reaches the surface of
+  # hair, shoes and carried things come from here; the garments' properties from the thermal
+  # model's own stream (`_thermal_properties`). The two garment-emissivity draws of the former
+  # model (v1.1.0: emissivities U(0.08, 0.92), independent of colour) are discarded.
   heat = uniform(0.80, 1.0)
-  ir = {"skin": heat * uniform(0.93, 1.0), "hair": heat * uniform(0.45, 0.7)}
-  for garment in ("upper", "lower"):
-    e1, e2 = two_emissivities()
-    ir[garment + "1"] = _AMBIENT + (heat - _AMBIENT) * e1
-    ir[garment + "2"] = _AMBIENT + (heat - _AMBIENT) * e2
-  ir["shoes"] = uniform(0.15, 0.45)
-  for key in ("backpack", "bag", "hat"):  # carried things are not body-heated: cool
-    ir[key] = uniform(0.05, 0.45)
-  ids["ir"] = {k: v[:, None].astype(f32) for k, v in ir.items()}
-  ids["thermal"] = ids["ir"]
+  uniform(0.93, 1.0)  # discarded
+  through = {"hair": uniform(0.45, 0.7)}
+  for _ in ("upper", "lower"):
+    two_emissivities()  # discarded
+  through["shoes"] = uniform(0.15, 0.45)
+  for key in ("backpack", "bag", "hat"):
+    through[key] = uniform(0.05, 0.45)
   # Near infrared, drawn last so that every other attribute is the same in both regimes.
   ids["nir"] = _nir_reflectance(rng, dye, rgb)
-  if cfg.infrared == "nir":
-    ids["ir"] = ids["nir"]
+  ids["thermal"] = _thermal_properties(cfg, ids, heat, through)
+  ids["ir"] = ids["nir"] if cfg.infrared == "nir" else {
+      part: thermal_surface_temperature(ids["thermal"], part, *_THERMAL_REFERENCE)[:, None]
+      for part in _LOOK_KEYS}
   return ids
 
 
@@ -293,6 +337,113 @@ def _nir_reflectance(rng: np.random.Generator, dye: dict, rgb: dict) -> dict:
         rng.uniform(0.72, 1.22, len(shade))
     out[part] = np.clip((table[dye[part]] + 1.5 * shade) * material, 0.03, 0.97)[:, None]
   return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Thermal (far, long-wave infrared, 8–14 µm): what a microbolometer sees is each surface's own
+# emission. Constants and their sources are in the module docstring ("The thermal model").
+
+_LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)
+_CLO = 0.155  # m²·K/W per clo (the unit of clothing insulation)
+_SKIN_TISSUE_R = 0.015  # m²·K/W between the regulated skin temperature and the skin's surface
+_H_REFERENCE = 10.0  # W/(m²·K): the surface coefficient `through` fractions are defined at
+# Garment insulation (clo) by kind, before the air gap of a loose fit (0..0.3 clo on top).
+_UPPER_CLO = {"short sleeves": (0.06, 0.15), "long sleeves": (0.15, 0.35), "jacket": (0.45, 1.3)}
+_LOWER_CLO = {"trousers": (0.15, 0.35), "shorts": (0.06, 0.12), "skirt": (0.10, 0.25)}
+# The reference condition of `identities(...)["ir"]` (thermal): outdoors at 15 °C in 250 W/m² of
+# sunshine, a light wind (surface coefficient 12 W/(m²·K)).
+_THERMAL_REFERENCE = (15.0, 250.0, 12.0)
+
+
+def _thermal_properties(cfg: SyntheticConfig, ids: dict, heat: np.ndarray,
+                        through: dict) -> dict:
+  """Per-identity thermal properties: `skin_temp` (°C, (N,)) and per part (`_LOOK_KEYS`)
+  `resistance` (m²·K/W between the skin and the surface), `absorptance` (solar) and `emissivity`
+  (8–14 µm), each (N,). Drawn from the thermal model's own stream: the other attributes and the
+  near-infrared reflectances do not depend on it."""
+  n = cfg.num_ids
+  rng = np.random.default_rng([cfg.seed, 5])
+  f32 = np.float32
+
+  def uniform(lo, hi, size=n):
+    return rng.uniform(lo, hi, size).astype(f32)
+
+  def clo(ranges, kind):
+    """Insulation of each garment: uniform in its kind's range, plus a loose fit's air gap."""
+    lo = np.array([r[0] for r in ranges.values()], f32)[kind]
+    hi = np.array([r[1] for r in ranges.values()], f32)[kind]
+    return (lo + (hi - lo) * uniform(0, 1) + uniform(0.0, 0.3)) * _CLO
+
+  long_sleeves = ids["sleeve"] > 0.5
+  upper_kind = np.where(long_sleeves, np.where(rng.random(n) < 0.45, 2, 1), 0)
+  resistance = {"upper": clo(_UPPER_CLO, upper_kind), "lower": clo(_LOWER_CLO, ids["lower_kind"])}
+  # Hair, shoes, carried things: `through` is the share of the skin's warmth above the air that
+  # reaches their surface at `_H_REFERENCE`; a backpack or bag is warmed only where it touches.
+  through = dict(through, backpack=0.4 * through["backpack"], bag=0.4 * through["bag"])
+  for part, share in through.items():
+    resistance[part] = (1.0 / share - 1.0) / _H_REFERENCE
+  resistance["skin"] = np.full(n, _SKIN_TISSUE_R, f32)
+  emissivity = {"skin": uniform(0.97, 0.99), "hair": uniform(0.90, 0.95),
+                "shoes": uniform(0.90, 0.96), "backpack": uniform(0.85, 0.95),
+                "bag": uniform(0.85, 0.95), "hat": uniform(0.85, 0.93)}
+  for garment in ("upper", "lower"):
+    fabric = uniform(0.84, 0.93)  # the fibre's, whatever the dye
+    emissivity[garment + "1"] = fabric
+    emissivity[garment + "2"] = np.clip(fabric + uniform(-0.01, 0.01), 0.8, 0.95)  # the print's
+    resistance[garment + "1"] = resistance[garment + "2"] = resistance.pop(garment)
+  # Solar absorptance: sunlight is about half visible, half near infrared; what a surface does
+  # not reflect in either band it absorbs (the visible reflectance is the colour's luminance, the
+  # near-infrared one the dye's and fibre's reflectance of `_nir_reflectance`).
+  absorptance = {part: 0.5 * (1.0 - ids["rgb"][part] @ _LUMINANCE) + 0.5 * (1.0 - ids["nir"][part][:, 0])
+                 for part in _LOOK_KEYS}
+  def f(d):
+    return {k: np.asarray(v, f32) for k, v in d.items()}
+  return {"skin_temp": (31.5 + 3.5 * (heat - 0.8) / 0.2).astype(f32), "resistance": f(resistance),
+          "absorptance": f(absorptance), "emissivity": f(emissivity)}
+
+
+def _sky_temperature(t_air):
+  """Effective temperature (°C) of a clear sky (Swinbank 1963: T_sky = 0.0552 T_air^1.5, K)."""
+  return 0.0552 * (np.asarray(t_air, np.float32) + 273.15) ** 1.5 - 273.15
+
+
+def _outdoor_reflected(t_air):
+  """What a vertical surface outdoors reflects (°C): half sky, half ground at air temperature
+  (radiance-weighted)."""
+  k = 273.15
+  return ((0.5 * (_sky_temperature(t_air) + k) ** 4 + 0.5 * (np.asarray(t_air) + k) ** 4) ** 0.25
+          - k).astype(np.float32)
+
+
+def thermal_surface_temperature(thermal: dict, part: str, t_air, sun, h,
+                                t_reflected=None) -> np.ndarray:
+  """Apparent temperature (°C) of a part as a thermal camera sees it (`thermal` =
+  `identities(...)["thermal"]`, or its rows).
+
+  Steady state of the layer between the skin (temperature T_sk) and the surface: the heat
+  conducted through the resistance R plus the absorbed sunshine α·E leaves the surface by
+  convection and radiation, h·(T_s − T_air):
+      T_s = T_air + (T_sk − T_air + α·E·R) / (1 + R·h).
+  A thin shirt (small R) shows nearly the skin's temperature, a thick jacket nearly the air's;
+  sunshine warms dark (absorbing) surfaces more, the more so the better insulated. The camera
+  sees emission plus reflection: T_app⁴ = ε·T_s⁴ + (1 − ε)·T_reflected⁴ (kelvin; the
+  surroundings at `t_reflected`, by default outdoors: `_outdoor_reflected`).
+  `t_air`, `sun` (W/m² on the surface), `h` (W/(m²·K)) broadcast against the identities.
+  """
+  r = thermal["resistance"][part]
+  alpha = thermal["absorptance"][part]
+  eps = thermal["emissivity"][part]
+  t_air = np.asarray(t_air, np.float32)
+  t_s = t_air + (thermal["skin_temp"] - t_air + alpha * np.asarray(sun, np.float32) * r) / (1.0 + r * h)
+  t_reflected = _outdoor_reflected(t_air) if t_reflected is None else t_reflected
+  k = np.float32(273.15)
+  return ((eps * (t_s + k) ** 4 + (1 - eps) * (t_reflected + k) ** 4) ** 0.25 - k).astype(np.float32)
+
+
+def _thermal_rows(thermal: dict, k: np.ndarray) -> dict:
+  """The thermal properties of identities `k` (0-based)."""
+  return {name: value[k] if name == "skin_temp" else {p: v[k] for p, v in value.items()}
+          for name, value in thermal.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +493,7 @@ def specs(config: "str | SyntheticConfig", split: "str | None" = None) -> dict:
 # What a dual-camera rig shares between its two simultaneous images: the person's pose and
 # place, and the scene. Lighting, sensor noise and the camera's own artefacts stay per camera.
 _SHARED_PARAMS = ("view", "flip", "scale", "cx", "feet", "stride", "spread", "swing", "horizon",
-                  "prop", "prop_x", "prop_w", "prop_h", "phase")
+                  "prop", "prop_x", "prop_w", "prop_h", "phase", "air", "insolation", "sunny")
 
 
 def _coregister(table: dict) -> None:
@@ -402,23 +553,25 @@ def _image_params(cfg: SyntheticConfig, table: dict, rng: np.random.Generator) -
   p["bg_noise"] = rng.random((m, 5, 5)).astype(f32)
   p["phase"] = uniform(0.0, 1.0)
   p["agc"] = uniform(-0.06, 0.06)
+  # The weather of thermal images, from a stream of its own (every draw above is unchanged):
+  # `air` and `insolation` are quantiles that each camera maps to its range
+  # (`_thermal_conditions`), `sunny` whether the sun is out (outdoors).
+  weather = np.random.default_rng([cfg.seed, 6])
+  p["air"] = weather.uniform(0.0, 1.0, m).astype(f32)
+  p["insolation"] = weather.uniform(0.0, 1.0, m).astype(f32)
+  p["sunny"] = weather.random(m) < 0.6
   return p
 
 
 # ---------------------------------------------------------------------------------------------
 # Rendering.
 
-# Per-camera styles. Visible: gain, tint, horizontal light gradient. Infrared: blur sigma (pixels
-# at 128 rows), noise, gain window (lo, hi) of the temperature shown black to white.
+# Per-camera styles of the visible cameras: gain, tint, horizontal light gradient.
 _VISIBLE_LIGHT = {
     1: (0.95, (1.06, 0.98, 0.84), 0.15),   # indoor lobby, warm light
     2: (0.78, (0.90, 1.00, 1.08), -0.25),  # corridor, dim fluorescent
     4: (1.10, (1.00, 1.00, 1.04), 0.35),   # outdoor, sunny facade
     5: (0.85, (0.94, 1.02, 0.92), -0.1),   # outdoor, park in shade
-}
-_INFRARED_SENSOR = {
-    3: (1.0, 0.02, (0.16, 1.02)),  # indoor
-    6: (1.5, 0.03, (0.02, 1.08)),  # outdoor, softer and noisier
 }
 
 
@@ -523,11 +676,16 @@ def _rows(x, rows):
   return x[..., rows, :] if x.shape[-2] > 1 else x
 
 
-def _render_person(ids, sp, u, v, scale, infrared, nir=False):
-  """Renders the people of a batch: premultiplied colour (C, N, H, W) and coverage (N, H, W)."""
+def _render_person(ids, sp, u, v, scale, infrared, nir=False, values=None):
+  """Renders the people of a batch: premultiplied colour (C, N, H, W) and coverage (N, H, W).
+  `values` (part -> (N,), one channel) replaces the identities' per-part values (thermal:
+  each image's temperatures)."""
   k = sp["pid"] - 1
-  look = ids["ir" if infrared else "rgb"]
-  val = {key: look[key][k].T[:, :, None, None] for key in _LOOK_KEYS}
+  if values is None:
+    look = ids["ir" if infrared else "rgb"]
+    val = {key: look[key][k].T[:, :, None, None] for key in _LOOK_KEYS}
+  else:
+    val = {key: np.asarray(values[key], np.float32)[None, :, None, None] for key in _LOOK_KEYS}
   g = {key: _col(ids[key][k]) for key in ("shoulder", "hip", "head", "leg", "arm", "sleeve")}
   cv = _Canvas(u, v, scale, 1 if infrared else 3)
   view = sp["view"]
@@ -669,7 +827,7 @@ def _lowfreq(grid, height, width):
 
 
 def _background(cam, sp, h, w):
-  """Camera-styled background: (3, N, H, W) reflectance, or (1, N, H, W) temperature."""
+  """Camera-styled background of a visible camera: (3, N, H, W) reflectance."""
   n = len(sp["pid"])
   y = ((np.arange(h, dtype=np.float32) + 0.5) / h)[None, :, None]
   x = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, None, :]
@@ -703,18 +861,10 @@ def _background(cam, sp, h, w):
     foliage = rgb((0.22, 0.42, 0.18)) + noise * rgb((0.21, 0.35, 0.18))
     wall = _mix(foliage, rgb((0.78, 0.86, 0.95)), sky)
     ground = rgb((0.62, 0.56, 0.44)) + 0.12 * noise
-  elif cam == 3:  # thermal room: cool walls, floor slightly warmer
-    wall = (0.26 + 0.05 * noise)[None]
-    ground = np.broadcast_to(0.31 + 0.05 * (y - hz), (1, n, h, 1))
-  else:  # cam 6, thermal outdoor: cold sky, buildings, sun-warmed ground
-    sky = np.clip((0.25 + 0.15 * noise - y) * h, 0, 1)
-    wall = _mix(0.22 + 0.12 * noise, np.float32(0.04), sky)[None]
-    ground = (0.30 + 0.25 * (y - hz) + 0.05 * noise)[None]
-  bg = _mix(wall, ground, np.broadcast_to(floor, (n, h, w)))
-  if cam in INFRARED_CAMS:  # props are warm: radiators, screens, cars
-    bg = np.where(prop, _col(sp["prop_ir"]), bg)
   else:
-    bg = np.where(prop, sp["prop_rgb"].T[:, :, None, None], bg) + 0.06 * noise
+    raise ValueError(f"camera {cam} is not a visible camera")
+  bg = _mix(wall, ground, np.broadcast_to(floor, (n, h, w)))
+  bg = np.where(prop, sp["prop_rgb"].T[:, :, None, None], bg) + 0.06 * noise
   return bg.astype(np.float32)
 
 
@@ -772,6 +922,122 @@ def _nir_sensor(cam, sp, person, alpha, noise, h, w):
   return np.broadcast_to(img[None], (3,) + img.shape).transpose(1, 2, 3, 0)
 
 
+# Thermal cameras. Scene: air temperature range (°C), insolation on a vertical surface when sunny
+# and in shade (W/m², upper ends), surface coefficient h (W/(m²·K): convection + radiation, still
+# air indoors, a breeze outdoors). Sensor: optics blur sigma (pixels at 128 rows), NETD (K, the
+# temporal noise), residual fixed-pattern non-uniformity after the camera's correction (K).
+_THERMAL_SCENE = {
+    3: dict(air=(19.0, 25.0), sun=(0.0, 0.0), h=8.0),  # indoor
+    6: dict(air=(5.0, 25.0), sun=(450.0, 50.0), h=12.0),  # outdoor
+}
+_THERMAL_SENSOR = {3: (1.0, 0.05, 0.12), 6: (1.3, 0.08, 0.15)}
+_AGC_MIN_SPAN = 6.0  # K: the automatic gain's cap (a flatter scene is not stretched further)
+
+
+def _thermal_conditions(cam, sp):
+  """Per image: air temperature (°C), insolation (W/m²), h, reflected temperature (°C)."""
+  scene = _THERMAL_SCENE[cam]
+  lo, hi = scene["air"]
+  t_air = (lo + (hi - lo) * sp["air"]).astype(np.float32)
+  sunny, shade = scene["sun"]
+  sun = np.where(sp["sunny"], sunny * (0.33 + 0.67 * sp["insolation"]),
+                 shade * sp["insolation"]).astype(np.float32)
+  t_reflected = t_air if cam == 3 else _outdoor_reflected(t_air)
+  return t_air, sun, scene["h"], t_reflected
+
+
+def _background_thermal(cam, sp, h, w, t_air, sun):
+  """Apparent temperature (°C) of the scene behind the person (N, H, W). Indoors: walls at
+  about the air temperature, the floor a little cooler, warm radiators, screens and lamps.
+  Outdoors: the clear sky far colder than the air (`_sky_temperature`), facades near the air
+  temperature, sun-warmed pavement, warm cars and vents."""
+  y = ((np.arange(h, dtype=np.float32) + 0.5) / h)[None, :, None]
+  x = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, None, :]
+  hz = _col(sp["horizon"])
+  noise = _lowfreq(sp["bg_noise"], h, w) - 0.5
+  floor = np.clip((y - hz) * h + 0.5, 0, 1)
+  prop = ((np.abs(x - _col(sp["prop_x"])) < _col(sp["prop_w"]) / 2) &
+          (y < hz + 0.02) & (y > hz - _col(sp["prop_h"])) & (_col(sp["prop"]) > 0))
+  t, s = _col(t_air), _col(sun)
+  if cam == 3:
+    wall = t - 0.5 + 1.5 * noise
+    ground = t - 1.5 + 1.0 * noise + 0.0 * x
+    warm = t + 5.0 + 40.0 * (_col(sp["prop_ir"]) - 0.45)  # 5..21 K above the air
+  else:
+    sky = np.clip((0.25 + 0.15 * noise - y) * h, 0, 1)
+    wall = _mix(t + 0.01 * s + 3.0 * noise, _col(_sky_temperature(t_air)), sky)
+    ground = t + 0.02 * s * (1.0 + noise) + 1.5 * (y - hz) + 0.0 * x  # horizontal: more sun
+    warm = t + 3.0 + 30.0 * (_col(sp["prop_ir"]) - 0.45)  # 3..15 K above the air
+  bg = _mix(wall, ground, floor)
+  return np.where(prop, warm, bg).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _fixed_pattern(seed, cam, h, w):
+  """A camera's residual non-uniformity after its correction (H, W), unit scale: per-pixel
+  offsets, column offsets (the read-out), and a smooth centre-to-edge offset (the optics'
+  and housing's own radiation)."""
+  rng = np.random.default_rng([seed, 7, cam])
+  y = ((np.arange(h) + 0.5) / h - 0.5)[:, None]
+  x = ((np.arange(w) + 0.5) / w - 0.5)[None, :]
+  radial = 1.5 * (0.5 - (4 * x * x + 2 * y * y))
+  return (rng.standard_normal((h, w)) + 0.7 * rng.standard_normal((1, w)) + radial).astype(np.float32)
+
+
+def _plateau_equalization(img, agc):
+  """The automatic gain of thermal cores (FLIR Tau 2's default, "plateau equalization"): a
+  histogram equalization whose bins are clipped at a plateau, so that large uniform regions
+  (sky, pavement) get fewer grey levels and the person more; the tails (`_AGC_TAIL`) are
+  rejected, and the gain is capped (a scene spanning less than `_AGC_MIN_SPAN` kelvin is not
+  stretched further). `img` (N, H, W) in °C; returns [0, 1]; `agc` (N,) shifts the level."""
+  out = np.empty_like(img)
+  for i, frame in enumerate(img):
+    lo, hi = np.quantile(frame, (_AGC_TAIL, 1.0 - _AGC_TAIL))
+    pad = 0.5 * max(_AGC_MIN_SPAN - (hi - lo), 0.0)
+    lo, hi = lo - pad, hi + pad
+    counts, edges = np.histogram(frame, bins=_AGC_BINS, range=(lo, hi))
+    counts = np.minimum(counts, _AGC_PLATEAU * frame.size / _AGC_BINS) + 1e-6
+    cdf = np.concatenate([[0.0], np.cumsum(counts)]) / counts.sum()
+    out[i] = np.interp(frame, edges, cdf) - agc[i]
+  return np.clip(out, 0, 1)
+
+
+_AGC_BINS, _AGC_PLATEAU, _AGC_TAIL = 64, 3.0, 0.005
+
+
+def _thermal_sensor(seed, cam, sp, img, noise, h, w):
+  """Thermal image formation from the scene's apparent temperature (N, H, W), °C: the optics'
+  blur, a bolometer array of half the visible camera's resolution (2×2 blocks, interpolated for
+  display), fixed-pattern non-uniformity and temporal noise (NETD), then the automatic gain
+  (`_plateau_equalization`: the frame's absolute temperatures are lost)."""
+  sigma, netd, fpn = _THERMAL_SENSOR[cam]
+  n = len(img)
+  img = _blur(img, sigma * h / 128)
+  if h % 2 == 0 and w % 2 == 0:
+    img = img.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    img = _blur(np.repeat(np.repeat(img, 2, axis=1), 2, axis=2), 0.6 * h / 128)
+  img = img + fpn * _fixed_pattern(seed, cam, h, w) + netd * noise
+  img = _plateau_equalization(img, sp["agc"])
+  img = (img * 255 + 0.5).astype(np.uint8)
+  return np.broadcast_to(img[None], (3,) + img.shape).transpose(1, 2, 3, 0)
+
+
+def _thermal_camera(cfg, ids, sp, u, v, hp, cam):
+  """Renders a batch of a thermal camera: uint8 (N, H, W, 3). Each part's apparent temperature
+  under the image's weather (`thermal_surface_temperature`), rendered as its excess over the air
+  (the cylinder shading of `_render_person` then lowers it towards the limbs: emissivity falls at
+  grazing angles), over the scene's temperatures, through `_thermal_sensor`."""
+  h, w = cfg.height, cfg.width
+  t_air, sun, h_surface, t_reflected = _thermal_conditions(cam, sp)
+  rows = _thermal_rows(ids["thermal"], sp["pid"] - 1)
+  excess = {part: thermal_surface_temperature(rows, part, t_air, sun, h_surface, t_reflected) - t_air
+            for part in _LOOK_KEYS}
+  person, alpha = _render_person(ids, sp, u, v, hp, True, values=excess)
+  img = _background_thermal(cam, sp, h, w, t_air, sun) * (1.0 - alpha) + _col(t_air) * alpha + person[0]
+  noise = _noise_bank(cfg.seed, cam, 1, h, w)[0, sp["gid"] % _NOISE_BANK]
+  return _thermal_sensor(cfg.seed, cam, sp, img, noise, h, w)
+
+
 def _blur(img, sigma):
   """Separable Gaussian blur over the last two axes, edge padded."""
   r = max(1, int(np.ceil(2 * sigma)))
@@ -826,24 +1092,18 @@ def _render_camera(cfg, ids, sp, cam):
   u = (x - _col(sp["cx"] * w)) / hp * _col(sp["flip"])
   v = (_col(sp["feet"] * h) - y) / hp
   nir = infrared and cfg.infrared == "nir"
+  if infrared and not nir:
+    return _thermal_camera(cfg, ids, sp, u, v, hp, cam)
   person, alpha = _render_person(ids, sp, u, v, hp, infrared, nir)
   channels = 1 if infrared else 3
   noise = _noise_bank(cfg.seed, cam, channels, h, w)[:, sp["gid"] % _NOISE_BANK]
   if nir:
     return _nir_sensor(cam, sp, person, alpha, noise, h, w)
   img = _background(cam, sp, h, w) * (1.0 - alpha) + person
-  if infrared:
-    sigma, noise_std, (lo, hi) = _INFRARED_SENSOR[cam]
-    img = _blur(img, sigma * h / 128)
-    lo = lo + _col(sp["agc"])
-    img = (img - lo) / (hi - lo)
-    img += noise_std * noise + 0.012 * noise[..., :1, :]  # white + column (fixed-pattern) noise
-    img = np.clip(img, 0, 1) ** 0.9
-  else:
-    gain, tint, gradient = _VISIBLE_LIGHT[cam]
-    light = (gain * _col(sp["light"]) * (1 + gradient * (x / w - 0.5)))
-    img = img * light * np.asarray(tint, np.float32)[:, None, None, None] + 0.015 * noise
-    img = np.clip(img, 0, 1)
+  gain, tint, gradient = _VISIBLE_LIGHT[cam]
+  light = (gain * _col(sp["light"]) * (1 + gradient * (x / w - 0.5)))
+  img = img * light * np.asarray(tint, np.float32)[:, None, None, None] + 0.015 * noise
+  img = np.clip(img, 0, 1)
   img = (img * 255 + 0.5).astype(np.uint8)
   return np.broadcast_to(img, (3,) + img.shape[1:]).transpose(1, 2, 3, 0)
 
