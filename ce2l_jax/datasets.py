@@ -15,11 +15,19 @@ import jax
 import ml_collections
 
 from ce2l_jax.config_check import UserError, trial_config, trials_of
+from ce2l_jax.data import synthetic
 
 
 def dataset_is_built(name: str, data_dir: str) -> bool:
-  """True when `<data_dir>/<name>/<version>/dataset_info.json` exists (no TFDS import)."""
-  return bool(glob.glob(os.path.join(data_dir, name.split(":")[0], "*", "dataset_info.json")))
+  """True when `<data_dir>/<name>/<version>/dataset_info.json` exists (no TFDS import). For a
+  synthetic config, only its current data version counts (`synthetic.data_version`): an older
+  folder is rebuilt, not read."""
+  base = name.split(":")[0]
+  version = "*"
+  builder, _, config = base.partition("/")
+  if builder == "synthetic_vireid" and config in synthetic.CONFIGS:
+    version = synthetic.data_version(config)
+  return bool(glob.glob(os.path.join(data_dir, base, version, "dataset_info.json")))
 
 
 def _build_hint(name: str, data_dir: str) -> str:

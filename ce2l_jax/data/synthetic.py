@@ -182,6 +182,13 @@ CONFIGS["regdb_small"] = SyntheticConfig(num_train_ids=20, num_test_ids=20, heig
                                          layout="regdb", trial=1)
 
 
+def data_version(config: "str | SyntheticConfig") -> str:
+  """The version of a config's data (the TFDS version of `tfds_builders/synthetic_vireid`):
+  "1.2.0" for thermal configs (the physical thermal model, docs/notes/thermal_twin.md), "1.1.0"
+  for near-infrared ones, whose images have not changed since."""
+  return "1.2.0" if get_config(config).infrared == "thermal" else "1.1.0"
+
+
 def get_config(config: "str | SyntheticConfig") -> SyntheticConfig:
   """Returns `CONFIGS[config]` for a name, or the config itself."""
   if isinstance(config, SyntheticConfig):

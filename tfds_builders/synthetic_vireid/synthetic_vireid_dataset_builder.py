@@ -22,8 +22,11 @@ class SyntheticVireidConfig(tfds.core.BuilderConfig):
 
 
 def _config(name: str, description: str) -> SyntheticVireidConfig:
-  return SyntheticVireidConfig(name=name, description=description,
-                               generator=synthetic.CONFIGS[name])
+  """Each config carries the version of its own data (`synthetic.data_version`): a change of the
+  thermal model rebuilds the thermal configs only."""
+  generator = synthetic.CONFIGS[name]
+  return SyntheticVireidConfig(name=name, description=description, generator=generator,
+                               version=synthetic.data_version(generator))
 
 
 class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
@@ -50,15 +53,24 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   identity with probability 0.25 (at least one visible and one infrared camera kept). RegDB
   layout: camera 1 visible, camera 2 thermal (the camids of `tfds_builders/regdb`); trial t
   splits the 412 identities into halves at random as RegDB's ten trials. NIR: reflectance under
-  the camera's illuminator; thermal: body heat and emissivity (`ce2l_jax.data.synthetic`).
+  the camera's illuminator; thermal: skin temperature, garment insulation, sunshine and a
+  microbolometer camera (`ce2l_jax.data.synthetic`, docs/notes/thermal_twin.md).
   Builds take seconds (small) to about a minute (sysu, regdb_trial*) of one core, mostly PNG
   encoding.
   """
 
-  VERSION = tfds.core.Version("1.1.0")  # pretrain_large added later: no other data changed
+  # The newest data version; each config carries its own (`synthetic.data_version`).
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {"1.0.0": "Procedural SYSU-like people; thermal infrared from emissivity.",
                    "1.1.0": "Twins: sysu (near infrared), regdb_trial1..10 (thermal, RegDB "
-                            "layout); tiny, small, default unchanged."}
+                            "layout); tiny, small, default unchanged. (pretrain, pretrain_large "
+                            "added later at this version.)",
+                   "1.2.0": "Thermal configs only (tiny, small, default, regdb_trial1..10, "
+                            "regdb_small): a physical thermal model (skin temperature, garment "
+                            "insulation by kind and fit, solar absorptance, fabric emissivity "
+                            "~0.9, a microbolometer camera; docs/notes/thermal_twin.md). Their "
+                            "visible images are unchanged. Near-infrared configs (sysu, "
+                            "sysu_small, pretrain*) stay at 1.1.0, image for image."}
   BUILDER_CONFIGS = [
       _config("small", "60 identities at 64×32: tests and the demo."),
       _config("default", "300 identities at 128×64."),
@@ -83,8 +95,9 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
             "Procedurally rendered people in a SYSU-MM01-like (visible cameras 1, 2, 4, 5, "
             "infrared 3, 6) or RegDB-like (visible 1, thermal 2) layout; infrared is near "
             "infrared (reflectance under the camera's illuminator: a partly predictable, "
-            "many-to-one function of the dye plus the fabric) or thermal (body heat and "
-            "emissivity, independent of colour)."),
+            "many-to-one function of the dye plus the fabric) or thermal (skin temperature, "
+            "garment insulation by kind and fit, sunshine absorbed by the colour, fabric "
+            "emissivity ~0.9, a microbolometer camera)."),
         features=features.features("png"),
         homepage="docs/notes/synthetic_benchmark.md",
         metadata=tfds.core.MetadataDict(generator=dataclasses.asdict(generator)),
