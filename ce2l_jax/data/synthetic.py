@@ -560,13 +560,18 @@ def _image_params(cfg: SyntheticConfig, table: dict, rng: np.random.Generator) -
   p["bg_noise"] = rng.random((m, 5, 5)).astype(f32)
   p["phase"] = uniform(0.0, 1.0)
   p["agc"] = uniform(-0.06, 0.06)
-  # The weather of thermal images, from a stream of its own (every draw above is unchanged):
-  # `air` and `insolation` are quantiles that each camera maps to its range
-  # (`_thermal_conditions`), `sunny` whether the sun is out (outdoors).
+  # The weather of thermal images, from a stream of its own (every draw above is unchanged).
+  # A person passes a camera once (RegDB records each person in one pass, 10 frames): air
+  # temperature and sun are drawn per identity and camera, the insolation varying a little
+  # between the frames of a pass. `air` and `insolation` are quantiles that each camera maps to
+  # its range (`_thermal_conditions`), `sunny` whether the sun is out (outdoors).
   weather = np.random.default_rng([cfg.seed, 6])
-  p["air"] = weather.uniform(0.0, 1.0, m).astype(f32)
-  p["insolation"] = weather.uniform(0.0, 1.0, m).astype(f32)
-  p["sunny"] = weather.random(m) < 0.6
+  session = (table["pid"] - 1, table["camid"])
+  shape = (cfg.num_ids, max(CAMERAS) + 1)
+  p["air"] = weather.uniform(0.0, 1.0, shape).astype(f32)[session]
+  insolation = weather.uniform(0.0, 1.0, shape).astype(f32)[session]
+  p["sunny"] = (weather.random(shape) < 0.6)[session]
+  p["insolation"] = np.clip(insolation + weather.uniform(-0.1, 0.1, m), 0, 1).astype(f32)
   return p
 
 
