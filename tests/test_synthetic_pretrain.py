@@ -104,3 +104,33 @@ def test_synthetic_alexnet_config_is_the_demo_with_the_papers_network():
   h, w = c.input.image_size
   assert h == w >= 67 and tuple(c.input.crop) == (h, w)
   assert load("synthetic_alexnet", "reduced").reid.num_steps == 750
+
+
+def test_committed_alexnet_file_loads_into_the_configs_model():
+  """weights/alexnet_tiny_synthetic.npy (configs/synthetic_alexnet.py's `init`) goes through the
+  real-weights path (`pretrained_loader` → `load_bvlc_alexnet`, as run.py's `config.init`) into
+  the config's model at the config's input size: both streams get conv1..fc6, and exporting them
+  again gives the file back (so fc6's (C, H, W) order and conv1's input convention fit)."""
+  import os
+  from ce2l_jax.trainers import reid as reid_trainer
+  from tests.test_configs import load
+  c = load("synthetic_alexnet")
+  assert os.path.exists(c.init), f"{c.init} missing: see docs/notes/synthetic_alexnet.md"
+  model = reid_trainer.create_model(c.reid, 7)
+  h, w = c.input.image_size
+  fresh = random_variables(model, h, w, seed=8)
+  loaded = pretrained.pretrained_loader(c.reid.model)(c.init, fresh)
+  raw = pretrained.read_pickled_npy(c.init)
+  again = synthetic_pretrain.export_bvlc_alexnet(loaded)
+  for layer in pretrained.ALEXNET_LAYERS:
+    for got, want in zip(again[layer], raw[layer]):
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(),
+                                 err_msg=layer)
+    for leaf in ("kernel", "bias"):
+      np.testing.assert_array_equal(loaded["params"]["stream_t"][layer][leaf],
+                                    loaded["params"]["stream_v"][layer][leaf])
+      assert not np.allclose(loaded["params"]["stream_v"][layer][leaf],
+                             fresh["params"]["stream_v"][layer][leaf])
+  # Each stream its own buffer: the training step donates its state (one buffer twice fails).
+  step = jax.jit(lambda v: jax.tree.map(lambda x: x + 1, v), donate_argnums=(0,))
+  step(loaded["params"])

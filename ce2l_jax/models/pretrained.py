@@ -252,9 +252,9 @@ def load_bvlc_alexnet(path: str, variables: Mapping, *, layout: str = "auto",
       w, b = _fold_imagenet_input(w, b, mean, std, caffe_mean_bgr)
     new[layer] = {"kernel": jnp.asarray(w), "bias": jnp.asarray(b)}
   out = _copy(variables)
-  for s in STREAMS:
+  for s in STREAMS:  # a copy per stream: one buffer in two places cannot be donated to a jit
     for layer, leaves in new.items():
-      out["params"][s][layer] = dict(leaves)
+      out["params"][s][layer] = {k: jnp.array(v, copy=True) for k, v in leaves.items()}
   return out
 
 
