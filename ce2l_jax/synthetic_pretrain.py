@@ -56,8 +56,9 @@ def visible_images(name: str, size: tuple[int, int]) -> dict:
   h, w = img.shape[1:3]
   if (h, w) != tuple(size) and h % size[0] == 0 and w % size[1] == 0:  # area mean
     fh, fw = h // size[0], w // size[1]
-    img = img.reshape(len(img), size[0], fh, size[1], fw, 3).mean(axis=(2, 4))
-    img = np.round(img).astype(np.uint8)
+    img = np.concatenate([  # in chunks: a float64 copy of 100,000 images would not fit
+        np.round(c.reshape(len(c), size[0], fh, size[1], fw, 3).mean(axis=(2, 4))).astype(np.uint8)
+        for c in np.array_split(img, max(1, len(img) // 4096))])
   elif (h, w) != tuple(size):  # any other size: the input pipeline's PIL bilinear resize
     from ce2l_jax.data import augment
     img = np.stack([augment.resize(x, tuple(size)) for x in img])

@@ -171,6 +171,11 @@ CONFIGS["pretrain"] = SyntheticConfig(num_train_ids=500, num_test_ids=0, height=
 CONFIGS["pretrain_large"] = SyntheticConfig(num_train_ids=3000, num_test_ids=0, height=128,
                                             width=64, min_images=3, max_images=6, seed=1000,
                                             infrared="nir")
+# 8,000 other people (the same generator seed as `pretrain_large`): rendered
+# in memory by `ce2l_jax.synthetic_pretrain` (no TFDS build needed; ~108,000 visible images).
+CONFIGS["pretrain_xl"] = SyntheticConfig(num_train_ids=8000, num_test_ids=0, height=128,
+                                         width=64, min_images=3, max_images=6, seed=1000,
+                                         infrared="nir")
 # The RegDB twin: one visible and one thermal camera, 10 + 10 images of each of 412 identities,
 # split into 206 training and 206 test identities by each of the ten trials.
 CONFIGS.update({
