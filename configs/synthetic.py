@@ -21,10 +21,10 @@ images → SYSU's protocol), scaled down to a CPU:
   python run.py --config=configs/synthetic.py --workdir=workdirs/demo
   python run.py --config=configs/synthetic.py:noconv --workdir=workdirs/demo_noconv
 
-Measured (docs/notes/synthetic_benchmark.md): 12 min 59 s wall, 8 min 46 s CPU, on the project's
-2 cores shared with other jobs (load 22–30): CycleGAN 253 s, conversion 81 s, re-ID 409 s,
-evaluation 25 s. All-search single-shot rank-1 8.9 %, mAP 13.6 % (raw pixels 2.9 / 5.7; chance
-rank-1 1 %). One run with CAJ channel augmentation and ρ2 = 0.1 instead gave 14.7 / 19.0.
+Measured (docs/notes/synthetic_benchmark.md §4b, README): 8–9 min wall on the project's 2 cores
+shared with other jobs (load 6–10), dataset built. All-search single-shot over seeds 0–2:
+rank-1 12.93 ± 1.12 %, mAP 18.37 ± 1.55 % (raw pixels 2.8 / 5.6; chance rank-1 1 %); `:noconv`
+17.04 ± 0.42 / 24.02 ± 0.40: at this CycleGAN's size conversion costs.
 """
 
 import os
