@@ -30,14 +30,18 @@ fc7 1024, dropout 0.5, ImageNet weights, SGD), each with its reason
   (conv1..fc6 into both streams; BN6, fc7, fc8 fresh, as with BVLC's);
 - Adam 1e-3 as the demo (the paper: SGD 1e-3, momentum 0.9; not compared here);
 - ρ2 (ℓ_intra's margin) for this network's distances: BDTR's ρ2 = 0.1 (with ρ1 = 0.5) on
-  L2-normalised fc7; the scratch network put D(positive, hardest cross negative) within a
-  modality at 0.33–0.37 (`fixed/intra_pos_hard_dist` in benchmarks/diagnose_synthetic.py), so
-  ρ2 = 0.3 puts the margin just under that bulk (as configs/synthetic.py does for the ResNet's
-  0.50–0.54 with 0.45).
+  L2-normalised fc7. Started from the file, D(positive, hardest cross negative) within a modality
+  is 0.68–0.70 over training (`fixed/intra_pos_hard_dist` in benchmarks/diagnose_synthetic.py;
+  0.33–0.37 from scratch), so the 0.3 used in the measurements left ℓ_intra active on 0–5 % of
+  anchors; ρ2 = 0.6 puts the margin just under that bulk (the rule configs/synthetic.py follows
+  for the ResNet with 0.45); set from the distances, its effect on retrieval not measured.
 Everything else is configs/synthetic.py's. `:reduced` (750 re-ID, 200 CycleGAN steps) as there.
 
-Measured: see docs/notes/synthetic_alexnet.md (all-search single-shot rank-1 and mAP in %, the
-wall time in min, the machine's load).
+Measured (docs/notes/synthetic_alexnet.md, harness without the CycleGAN, seed 0, ρ2 0.3): the
+network fits its training identities (37.7 % training accuracy at 1,000 steps; 5 % from scratch)
+and retrieves unseen people within a modality (visible 85.5 %, infrared 46.8 % rank-1), but
+all-search single-shot rank-1 is 3.5–4.3 %, mAP 8.6–8.9 % (chance 1 %): this config does NOT
+reach issue 12's 10 %. Not yet run through run.py.
 """
 
 import os
@@ -57,5 +61,5 @@ def get_config(arg=None):
   c.input.update(dict(resize=SIZE, pad=4, crop=SIZE, image_size=SIZE))
   c.reid.model = "alexnet_tiny"
   c.reid.model_kwargs.dropout = 0.0
-  c.reid.intra_margin = 0.3
+  c.reid.intra_margin = 0.6
   return base.apply_arg(c, arg)
