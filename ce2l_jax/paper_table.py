@@ -313,12 +313,45 @@ def collect(root: str, datasets: Mapping[str, str], seeds: Sequence[int],
   return out
 
 
+def keep_from(table: dict, previous_path: str, *, reduced: bool, regdb_setting: str) -> list[str]:
+  """Fills the cells of `table` that have no finished run under this root with the finished cells
+  of an earlier table file (`<out>.json` of an earlier run of this command), e.g. a column whose
+  run folders were not kept. Each taken cell records `"from"` (the file and its date) and is
+  marked † in the markdown. Returns the `row/column` names taken. Raises ValueError, naming the
+  file, when it is not such a table or was made at another scale or RegDB setting."""
+  try:
+    with open(previous_path) as f:
+      previous = json.load(f)
+    prev_meta, prev_rows = previous["meta"], previous["rows"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"--keep_from={previous_path}: not a table file written by --out "
+                     f"(<out>.json with 'meta' and 'rows'): {e}") from None
+  if bool(prev_meta.get("reduced")) != reduced:
+    raise ValueError(f"--keep_from={previous_path}: made {'with' if prev_meta.get('reduced') else 'without'}"
+                     f" --reduced, this table {'with' if reduced else 'without'}: pass the same scale")
+  source = f"{previous_path} ({prev_meta.get('date', 'undated')})"
+  taken = []
+  for name, cells in table.items():
+    for column, cell in cells.items():
+      old = prev_rows.get(name, {}).get(column)
+      if cell["status"] == "ok" or not old or old.get("status") != "ok":
+        continue
+      if column == "RegDB" and prev_meta.get("regdb_setting") != regdb_setting:
+        continue
+      if old.get("dataset") != cell.get("dataset"):
+        continue
+      cells[column] = {**old, "paper": cell.get("paper"), "from": source}
+      taken.append(f"{name}/{column}")
+  return taken
+
+
 def _format_cell(cell: Mapping[str, Any], key: str) -> str:
   paper = cell.get("paper")
   ref = f" ({paper[key]:.2f})" if paper else ""
   if cell["status"] != "ok":
     return cell["status"] + ref
-  return f"{cell['mean'][key]:.2f} ± {cell['std'][key]:.2f}{ref}"
+  mark = "†" if cell.get("from") else ""
+  return f"{cell['mean'][key]:.2f} ± {cell['std'][key]:.2f}{mark}{ref}"
 
 
 def format_markdown(table: Mapping[str, Mapping[str, Any]], *, title: str = "") -> str:
@@ -344,6 +377,11 @@ def format_markdown(table: Mapping[str, Mapping[str, Any]], *, title: str = "") 
           f"{s} ({', '.join(rows_of[s])})" if len(rows_of) > 1 else s for s in sorted(rows_of)))
   if scales:
     lines += ["", "Scale of the runs: " + " | ".join(scales)]
+  sources = sorted({cells[c]["from"] for cells in table.values() for c in COLUMNS
+                    if cells[c].get("from")})
+  if sources:
+    lines += ["", "† taken from an earlier table file whose run folders were not kept (`--keep_from`): "
+              + "; ".join(sources)]
   return "\n".join(lines) + "\n"
 
 
@@ -382,6 +420,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--columns", default=",".join(COLUMNS),
                  help="with --run: the columns (datasets) to run, e.g. --columns=RegDB "
                       "(the table always shows both)")
+  p.add_argument("--keep_from", default="",
+                 help="an earlier <out>.json: its finished cells fill the cells that have no run "
+                      "under --root (marked †), e.g. a column whose run folders were not kept")
   p.add_argument("--override", action="append", default=[],
                  help="a run.py flag passed to every run, e.g. --override=--config.eval.num_trials=2")
   return p.parse_args(argv)
@@ -417,6 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_missing(root, {c: datasets[c] for c in columns}, configs, seeds, runlocal=args.runlocal,
                 overrides=args.override, reduced=args.reduced)
   table = collect(root, datasets, seeds, args.regdb_setting)
+  kept = []
+  if args.keep_from:
+    try:
+      kept = keep_from(table, args.keep_from, reduced=args.reduced, regdb_setting=args.regdb_setting)
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
   wall = time.perf_counter() - start
   title = (f"Comparison table on {' | '.join(datasets[c] for c in COLUMNS)} "
            f"(RegDB {args.regdb_setting}, SYSU-MM01 {SYSU_SETTING}); seeds {args.seeds}; "
@@ -424,17 +472,21 @@ def main(argv: Sequence[str] | None = None) -> int:
            "cells: ours mean ± std over seeds × galleries, % (paper's figure)")
   meta = {"datasets": datasets, "seeds": seeds, "runlocal": args.runlocal,
           "reduced": args.reduced, "overrides": args.override,
-          "regdb_setting": args.regdb_setting, "wall_seconds": wall,
+          "regdb_setting": args.regdb_setting, "wall_seconds": wall, "kept_from": kept,
           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
           "command": "python -m ce2l_jax.paper_table " + " ".join(argv if argv is not None else sys.argv[1:]),
           "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
           "load_average": [round(x, 1) for x in os.getloadavg()],
-          "run_seconds": {c: sum(x for cells in table.values() for x in cells[c].get("seconds") or []
-                                 if x) for c in COLUMNS}}
+          "run_seconds": {c: sum(x for cells in table.values() if not cells[c].get("from")
+                                 for x in cells[c].get("seconds") or [] if x) for c in COLUMNS},
+          "kept_run_seconds": {c: sum(x for cells in table.values() if cells[c].get("from")
+                                      for x in cells[c].get("seconds") or [] if x) for c in COLUMNS}}
   header = (f"Generated by `{meta['command']}` on {meta['date']} ({meta['machine']}; load average "
             f"{' / '.join(map(str, meta['load_average']))} at the end; this command {wall:.0f} s). "
             "Wall time of the runs in the table (from run_times.json): " + ", ".join(
-                f"{c} {meta['run_seconds'][c] / 60:.0f} min" for c in COLUMNS) + ".")
+                f"{c} {meta['run_seconds'][c] / 60:.0f} min" for c in COLUMNS) + "."
+            + (" Cells marked † were taken from the earlier file (their runs' wall time: " + ", ".join(
+                f"{c} {meta['kept_run_seconds'][c] / 60:.0f} min" for c in COLUMNS) + ")." if kept else ""))
   markdown = format_markdown(table, title=title + "\n\n" + header)
   write_table(root, table, markdown, meta)
   if args.out:

@@ -260,3 +260,35 @@ def test_hcml_takes_tones_network_and_d2rl_ce2ls_cyclegan(tmp_path, monkeypatch)
   assert any("hcml takes tone's reid" in m for m in messages)
   assert any("d2rl trains its own cyclegan (ce2l of seed 0 has not finished them)" in m
              for m in messages)
+
+
+def test_keep_from_fills_only_cells_without_runs_and_marks_them(tmp_path, capsys):
+  """A column whose run folders were not kept comes from an earlier table file: only the cells
+  with no run under the new root, marked †, the source named; a file of another scale is refused."""
+  old_root, new_root = str(tmp_path / "old"), str(tmp_path / "new")
+  sysu, regdb = pt.SYNTHETIC["SYSU-MM01"], pt.SYNTHETIC["RegDB"]
+  _write_run(old_root, sysu, "hog", 0, {"HOG": {"all_single": _result([0.1, 0.3])}})
+  _write_run(old_root, regdb, "hog", 0, {"HOG": {"visible_to_thermal": _result([0.7])}})
+  old_out = str(tmp_path / "old_table")
+  assert pt.main([f"--root={old_root}", "--reduced", f"--out={old_out}"]) == 0
+  # The new root has a fresh RegDB run of HOG and nothing on the SYSU twin.
+  _write_run(new_root, regdb, "hog", 0, {"HOG": {"visible_to_thermal": _result([0.4])}})
+  capsys.readouterr()
+  assert pt.main([f"--root={new_root}", "--reduced", f"--keep_from={old_out}.json"]) == 0
+  out = capsys.readouterr().out
+  saved = json.load(open(os.path.join(new_root, "paper_table.json")))
+  hog = saved["rows"]["HOG"]
+  assert hog["RegDB"]["mean"]["rank1"] == pytest.approx(40.0) and "from" not in hog["RegDB"]
+  assert hog["SYSU-MM01"]["mean"]["rank1"] == pytest.approx(20.0)
+  assert hog["SYSU-MM01"]["from"].startswith(f"{old_out}.json (")
+  assert hog["SYSU-MM01"]["paper"]["rank1"] == 2.76
+  assert saved["rows"]["LOMO"]["SYSU-MM01"]["status"] == pt.NOT_RUN
+  assert saved["meta"]["kept_from"] == ["HOG/SYSU-MM01"]
+  hog_line = next(s for s in out.splitlines() if s.startswith("| HOG |"))
+  assert "40.00 ± 0.00 (13.49)" in hog_line and "20.00 ± 10.00† (2.76)" in hog_line
+  assert f"† taken from an earlier table file" in out and f"{old_out}.json" in out
+  # Another scale, or a file that is not a table: one clear error naming the file.
+  assert pt.main([f"--root={new_root}", f"--keep_from={old_out}.json"]) == 2
+  assert "--keep_from=" in capsys.readouterr().err
+  assert pt.main([f"--root={new_root}", "--reduced", f"--keep_from={old_out}.md"]) == 2
+  assert f"--keep_from={old_out}.md: not a table file" in capsys.readouterr().err
