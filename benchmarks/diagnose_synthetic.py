@@ -412,6 +412,7 @@ def train(args) -> dict:
     final["sysu_all_single_flip"] = sysu_all_single(features(model, variables, te, flip=True), te)
   else:
     final["regdb"] = regdb_both(f, te)
+    final["regdb_flip"] = regdb_both(features(model, variables, te, flip=True), te)
   # Is a per-modality offset of the embedding what separates the modalities? The same features,
   # each modality centred (and scaled) by the statistics of its *training* images' features.
   ftr_emb = features(model, variables, tr)
