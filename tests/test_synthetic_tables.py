@@ -31,6 +31,8 @@ def _write_run(workroot, row, seed, rank1, label):
          "raw pixels": {s: {"mean": raw} for s in ("all_single", "indoor_single")}}
   with open(os.path.join(wdir, "results.json"), "w") as f:
     json.dump(res, f)
+  with open(os.path.join(wdir, "tables_timing.json"), "w") as f:
+    json.dump({"wall_s": 120.0, "cpu_s": 90.0}, f)
 
 
 def test_collect_means_over_seeds_and_aliases_bdtr(tmp_path):
@@ -55,3 +57,6 @@ def test_collect_means_over_seeds_and_aliases_bdtr(tmp_path):
   md = open(out + ".md").read()
   assert f"{100 * np.mean(list(full.values())):.2f} ± {100 * np.std(list(full.values())):.2f}" in md
   assert "no LSR" in md and "Not run" in md  # the unfinished row is named as not run
+  # The runs' own cost, each distinct run once (BDTR's row reuses no-conversion's runs).
+  assert rep["runs"] == 6 and rep["runs_wall_s"] == 6 * 120.0 and rep["runs_cpu_s"] == 6 * 90.0
+  assert "the 6 runs in the tables took 12.0 min wall, 9.0 min CPU" in md
