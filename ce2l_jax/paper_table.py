@@ -329,7 +329,8 @@ def keep_from(table: dict, previous_path: str, *, reduced: bool, regdb_setting: 
   if bool(prev_meta.get("reduced")) != reduced:
     raise ValueError(f"--keep_from={previous_path}: made {'with' if prev_meta.get('reduced') else 'without'}"
                      f" --reduced, this table {'with' if reduced else 'without'}: pass the same scale")
-  source = f"{previous_path} ({prev_meta.get('date', 'undated')})"
+  source = (f"{previous_path} ({prev_meta.get('date', 'undated')}, seeds "
+            f"{','.join(map(str, prev_meta.get('seeds', [])))})")
   taken = []
   for name, cells in table.items():
     for column, cell in cells.items():

@@ -281,6 +281,7 @@ def test_keep_from_fills_only_cells_without_runs_and_marks_them(tmp_path, capsys
   assert hog["RegDB"]["mean"]["rank1"] == pytest.approx(40.0) and "from" not in hog["RegDB"]
   assert hog["SYSU-MM01"]["mean"]["rank1"] == pytest.approx(20.0)
   assert hog["SYSU-MM01"]["from"].startswith(f"{old_out}.json (")
+  assert hog["SYSU-MM01"]["from"].endswith(", seeds 0)")
   assert hog["SYSU-MM01"]["paper"]["rank1"] == 2.76
   assert saved["rows"]["LOMO"]["SYSU-MM01"]["status"] == pt.NOT_RUN
   assert saved["meta"]["kept_from"] == ["HOG/SYSU-MM01"]
