@@ -14,9 +14,10 @@ Networks (the paper's shapes; CPU-sized batches, see the flags):
 The re-ID step is forward + backward of the model on a paired batch + CE²L's loss
 (`ce2l_total_loss`) + SGD with momentum. Each (net, form) runs in its own subprocess, so its peak
 RSS is its own; `form` is the convolution form (`CE2L_CONV_IMPL`, see `ce2l_jax.models.conv`:
-`mixed` = the CPU default, XLA forward + gradients as dots; `matmul` = im2col + dot throughout;
-`native` = XLA's convolutions and their autodiff gradients, with the plain max-pool /
-grouped-conv layers too, i.e. the project before issue 15).
+`auto` = the default, per layer `conv.auto_form`; `mixed` = XLA forward + gradients as dots in
+every layer; `matmul` = im2col + dot throughout; `native` = XLA's convolutions and their
+autodiff gradients in every layer (the default before 2026-12-01); `plain` = native with the
+plain max-pool / grouped-conv layers too (`fast=False`), i.e. the project before issue 15).
 
 Printed per row, all from one process: img/s (both modalities / domains), step time (median of
 `--steps` after one warm-up) and its CPU time, the forward time (the same loss without the
@@ -48,7 +49,7 @@ sys.path.insert(0, ROOT)
 from benchmarks.machine_timing import machine, matmul_rate, timed  # noqa: E402
 
 NETS = ("alexnet", "resnet", "cyclegan")
-FORMS = ("mixed", "matmul", "native")
+FORMS = ("auto", "mixed", "matmul", "native", "plain")
 NUM_CLASSES = 395  # SYSU-MM01's training identities
 
 
@@ -164,20 +165,20 @@ def bench_one(net: str, form: str, batch: int, steps: int, tiny: bool = False) -
     kw = dict(size=(64, 32), ngf=8, n_blocks=1) if tiny else {}
     step, forward, state, data, n_img = cyclegan_step(batch, **kw)
   else:
-    step, forward, state, data, n_img = reid_step(net, batch, fast=form != "native", tiny=tiny)
+    step, forward, state, data, n_img = reid_step(net, batch, fast=form != "plain", tiny=tiny)
   t = time.perf_counter()
   compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile()
   compile_s = time.perf_counter() - t
   fwd = jax.jit(forward).lower(state, data).compile()
   flops, fwd_flops = _flops(compiled), _flops(fwd)
   fwd_s, fwd_cpu = timed(lambda: fwd(state, data), steps)
-  box = [state]
+  box = [state, None]
 
   def run():
-    box[0], loss = compiled(box[0], data)
-    return loss
+    box[0], box[1] = compiled(box[0], data)
+    return box[1]
   step_s, step_cpu = timed(run, steps)
-  loss = float(run())
+  loss = float(box[1])
   d1 = matmul_rate()
   return dict(net=net, form=form, batch=batch, images_per_step=n_img, compile_s=compile_s,
               step_s=step_s, step_cpu_s=step_cpu, fwd_s=fwd_s, fwd_cpu_s=fwd_cpu,
@@ -266,7 +267,7 @@ def _subprocess(cmd: list[str], env: dict | None = None) -> dict | None:
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--nets", default=",".join(NETS))
-  p.add_argument("--forms", default="mixed,native", help=f"conv forms among {FORMS}")
+  p.add_argument("--forms", default="native,auto", help=f"conv forms among {FORMS}")
   p.add_argument("--alexnet_batch", type=int, default=16, help="images per modality")
   p.add_argument("--resnet_batch", type=int, default=8, help="images per modality")
   p.add_argument("--cyclegan_batch", type=int, default=2, help="images per domain")
@@ -297,7 +298,7 @@ def main() -> None:
       raise SystemExit(f"error: --nets: unknown net {net!r}; choose from {NETS}")
     batch = getattr(args, f"{net}_batch")
     for form in [f for f in args.forms.split(",") if f]:
-      env = {**os.environ, "CE2L_CONV_IMPL": form}
+      env = {**os.environ, "CE2L_CONV_IMPL": "native" if form == "plain" else form}
       r = _subprocess([sys.executable, os.path.abspath(__file__), "--_one",
                        f"{net}:{form}:{batch}", "--steps", str(args.steps)]
                       + (["--tiny"] if args.tiny else []), env)
@@ -317,9 +318,9 @@ def main() -> None:
   print(f"\n## Train steps, median of {args.steps} after one warm-up\n")
   print("| net | conv form | batch | step s (CPU s) | img/s | fwd s | bwd+update s | GFLOP/step | "
         "GFLOP/s | dot GFLOP/s | ratio | ratio (CPU time) | peak RSS | load | PyTorch img/s "
-        "(its dot) |")
+        "(its dot) | img per CPU-s: JAX / PyTorch |")
   print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
-        "---: | ---: |")
+        "---: | ---: | ---: |")
   for r in rows:
     gflop = useful.get(r["net"], r["gflop"])
     rate = gflop / r["step_s"]
@@ -327,12 +328,15 @@ def main() -> None:
     tw = twins.get(r["net"])
     tcol = (f"{tw['img_s']:.2f} ({tw['dot_gflops']:.0f})" if tw and r is rows_of(r["net"])[0]
             else "")
+    tcpu = (f"{r['images_per_step'] / r['step_cpu_s']:.2f} / {tw['img_per_cpu_s']:.2f} = "
+            f"{r['images_per_step'] / r['step_cpu_s'] / tw['img_per_cpu_s']:.2f}×"
+            if tw and "img_per_cpu_s" in tw else "")
     print(f"| {r['net']} | {r['form']} | {r['batch']}+{r['batch']} | {r['step_s']:.2f} "
           f"({r['step_cpu_s']:.2f}) | {r['images_per_step'] / r['step_s']:.2f} | "
           f"{r['fwd_s']:.2f} | {r['step_s'] - r['fwd_s']:.2f} | {gflop:.0f} | {rate:.0f} | "
           f"{r['dot_gflops']:.0f} | {rate / r['dot_gflops']:.0%} | "
           f"{rate_cpu / r['dot_gflops_cpu']:.0%} | {r['peak_rss_gb']:.1f} GiB | {r['load']:.1f} | "
-          f"{tcol} |")
+          f"{tcol} | {tcpu} |")
   print(f"\nGFLOP/step: XLA cost analysis of the net's first form (the same work for every form); "
         f"total {time.perf_counter() - t0:.0f} s")
   if args.json:

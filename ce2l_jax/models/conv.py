@@ -30,7 +30,7 @@ Eigen kernel does its own packing, faster than an XLA-assembled patch matrix), w
 gradients are slow — the weight gradient and the input gradient of strided convolutions
 (XLA dilates ∂y) run 3–10× below the `dot` rate, and `feature_group_count` costs as much as
 a dense convolution. Hence the forms `impl` chooses from:
-- "mixed" (a `jax.custom_vjp`, the default on CPU): forward = per group, XLA's convolution,
+- "mixed" (a `jax.custom_vjp`): forward = per group, XLA's convolution,
   or for wide-channel layers (C·F ≥ 256·512) one `dot` per kernel tap (Σ_ij view_ij(x)·K[i, j]),
   1×1: one `dot`; ∂x = for stride 1 the same forward form applied to ∂y with the flipped,
   transposed kernel, for strides > 1 col2im of one `dot` per kernel tap; ∂K[i, j] =
@@ -41,12 +41,11 @@ a dense convolution. Hence the forms `impl` chooses from:
   `slice`s and `concatenate` — linear maps JAX transposes itself, so forward mode works too;
   the patches are rematerialised in the backward pass (`jax.checkpoint`).
 - "native": `lax.conv_general_dilated` / `lax.conv_transpose` and JAX's own gradients.
-- "auto": "native" on every backend for now. On GPU/TPU XLA's convolutions (cuDNN) are the fast
-  path; on CPU "mixed" wins only for wide layers (docs/notes/fast_convolution.md: AlexNet at 227²,
-  ResNet-50 widths), while the project's CPU workloads — the demo, the tests, the tables — are tiny
-  networks where it costs more: the demo's CycleGAN step 2.1× the CPU time of native, its
-  `resnet_tiny` step 1.4× (`benchmarks/bench_demo_steps.py`, docs/benchmarks.md). Choosing per
-  layer is left to issue 15; `CE2L_CONV_IMPL=mixed` selects it for a whole run.
+- "auto" (the default): per convolution, `auto_form` picks "mixed" or "native" from the static
+  shape — on CPU "mixed" for grouped, strided transposed and 1×1 convolutions (where XLA:CPU's
+  gradients are 2–30× slower than dots), "native" for the dense k×k ones (where they are not);
+  on GPU/TPU "native" everywhere (cuDNN). Its docstring has the measured basis;
+  `CE2L_CONV_IMPL=mixed|matmul|native` selects one form for a whole run.
 The modules' `impl=None` means the process default: "auto", or the environment variable
 `CE2L_CONV_IMPL`, or what `use_impl(...)` sets while a function is traced (a function already
 compiled by `jax.jit` keeps the form it was traced with).
@@ -113,17 +112,57 @@ def use_impl(impl: str) -> Iterator[None]:
 
 
 def resolve_impl(impl: str | None) -> str:
-  """None → the process default; 'auto' → 'native' (for now on CPU too; GPU/TPU
-  convolutions are XLA's fast path)."""
+  """None → the process default (`CE2L_CONV_IMPL`, `use_impl`, else "auto"), checked; "auto" stays
+  "auto" (per layer, `auto_form` picks the form from the layer's static shape)."""
   if impl is None:
     impl = _default_impl[-1]
     if impl not in IMPLS:
       raise ValueError(f"CE2L_CONV_IMPL={impl!r}: use one of {IMPLS}")
   if impl not in IMPLS:
     raise ValueError(f"conv impl must be one of {IMPLS}, got {impl!r}")
-  if impl == "auto":  # see the module docstring: "mixed" costs more on the project's CPU workloads
-    return "native"
   return impl
+
+
+def auto_form(transposed: bool, x_shape: Sequence[int], kernel_shape: Sequence[int],
+              strides: Sequence[int], groups: int = 1, backend: str | None = None) -> str:
+  """The form "auto" gives one convolution, "native" or "mixed", from its static shape.
+
+  GPU/TPU: "native" (cuDNN's convolutions and gradients are the fast path). CPU: "mixed" for
+  - grouped convolutions (`groups > 1`): XLA:CPU runs `feature_group_count` (forward and
+    gradients) as slowly as a dense convolution; mixed is one convolution per group forward and
+    dots backward. AlexNet conv2/4/5 (batch 8): 0.556 / 0.223 / 0.187 CPU s native, 0.104 /
+    0.044 / 0.024 mixed; alexnet_tiny conv2 0.018 vs 0.002;
+  - strided transposed convolutions: XLA's gradient of `conv_transpose` is 15–30× slower than
+    dots (CycleGAN up-sampling, batch 2: 0.347 / 0.364 native, 0.011 / 0.024 mixed);
+  - 1×1 convolutions (any stride): forward and gradients are single dots, 2–3× faster than
+    XLA's convolution (ResNet-50's 1×1s at batch 4+4: 0.024–0.207 native, 0.010–0.077 mixed;
+    the 1×1/2 downsample 0.058 vs 0.027);
+  and "native" for every other (k×k, dense) convolution, strided or not, narrow or wide: there
+  XLA's convolution and gradients were as fast or faster — ResNet 3×3/1 64→64 at 72×36 0.031
+  native vs 0.073 mixed, 3×3/2 128→128 0.036 vs 0.070, 3×3/1 512→512 at 18×9 0.153 vs 0.140,
+  CycleGAN blocks 256→256 0.026 vs 0.023, its 7×7 64→3 head 0.125 vs 0.403, the RGB stems
+  (AlexNet 11×11/4 0.029 vs 0.083, ResNet 7×7/2 0.018 vs 0.040), which is also why the channel
+  count and the image size (`x_shape`) do not enter the rule. Measured 2026-12-01 with
+  `benchmarks/bench_conv_choice.py` (forward + weight gradient + input gradient of each distinct
+  convolution of a network, median CPU s, shared 2-core EPYC; tables in
+  docs/notes/fast_convolution.md).
+  """
+  del x_shape  # measured not to change the choice (see above)
+  if (backend or jax.default_backend()) != "cpu":
+    return "native"
+  kh, kw = kernel_shape[:2]
+  if groups > 1:
+    return "mixed"
+  if transposed:
+    return "mixed" if max(strides) > 1 else "native"
+  if kh == kw == 1:
+    return "mixed"
+  return "native"
+
+
+def _form(impl: str | None, transposed: bool, x_shape, kernel_shape, strides, groups=1) -> str:
+  form = resolve_impl(impl)
+  return auto_form(transposed, x_shape, kernel_shape, strides, groups) if form == "auto" else form
 
 
 def _out_size(size: int, k: int, s: int, lo: int, hi: int) -> int:
@@ -396,7 +435,7 @@ def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1, padding: A
   if x.shape[-1] != ci * groups or f % groups:
     raise ValueError(f"conv2d: input channels {x.shape[-1]} / kernel {kernel.shape} do not match "
                      f"groups={groups}")
-  form = resolve_impl(impl)
+  form = _form(impl, False, x.shape, kernel.shape, strides, groups)
   if form == "native":
     return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN,
                                     feature_group_count=groups)
@@ -430,7 +469,8 @@ def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
   strides = _pair(strides)
   if x.shape[-1] != c:
     raise ValueError(f"conv_transpose2d: input channels {x.shape[-1]} != kernel {kernel.shape}[3]")
-  if resolve_impl(impl) == "native":
+  form = _form(impl, True, x.shape, kernel.shape, strides)
+  if form == "native":
     return lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=_DN,
                               transpose_kernel=True)
   pads_t = _transpose_pads(padding, x.shape[1:3], (kh, kw), strides)
@@ -444,7 +484,7 @@ def conv_transpose2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1,
     core_hw.append(out + min(plo, 0) + min(phi, 0))
     fwd_pads.append((max(plo, 0), max(phi, 0)))
     crop.append((-min(plo, 0), -min(phi, 0), 0))
-  if resolve_impl(impl) == "mixed":
+  if form == "mixed":
     y = _conv_transpose_mixed(x, kernel, strides, tuple(fwd_pads), (x.shape[0], *core_hw, f))
   else:
     fn = lambda x, k: _conv_transpose_matmul(x, k, strides, tuple(fwd_pads), tuple(core_hw))

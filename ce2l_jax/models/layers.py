@@ -97,9 +97,9 @@ def GroupedConv(features: int, kernel_size: int | Sequence[int], strides: int | 
   Parameters have the layout of `nn.Conv(feature_group_count=groups)`: `kernel`
   (kh, kw, in/groups, features) where output channels [g·F/G, (g+1)·F/G) read input group g, and
   `bias` (features,). `padding` is an explicit symmetric int (Caffe's `pad`), or a string.
-  `fast=True` runs `ce2l_jax.models.conv.conv2d` in the process's default form (on CPU the
-  custom-VJP "mixed" form if selected: one XLA convolution per group forward, gradients as
-  dots); `fast=False` runs one `feature_group_count` convolution (`lax.conv_general_dilated`)
+  `fast=True` runs `ce2l_jax.models.conv.conv2d` in the process's default form ("auto": on CPU
+  the custom-VJP "mixed" form for grouped and 1×1 convolutions — one XLA convolution per group
+  forward, gradients as dots); `fast=False` runs one `feature_group_count` convolution (`lax.conv_general_dilated`)
   and its autodiff gradients. Same parameters, same numbers. `kwargs`: `kernel_init`,
   `bias_init`, `name`.
   """
