@@ -18,17 +18,61 @@ Variables have flax's names and shapes (`params`: `scale`, `bias`; `batch_stats`
 so checkpoints and the torchvision loader (`ce2l_jax.models.pretrained`) are unchanged.
 `momentum` is flax's convention (0.9 ≡ PyTorch's momentum 0.1). Under `jit` over a sharded batch
 the means are over the global batch (XLA inserts the cross-device sums), as with flax's layer.
+
+Train mode runs `batch_norm_train`, a `jax.custom_vjp` with the closed-form backward
+(∂x = γ/σ · (∂y − mean ∂y − x̂ · mean(∂y · x̂)), plus the terms of any cotangent of μ, σ²): the same
+numbers as autodiff of the formula (≤ 3e-7 relative in float32, tests/test_models.py) and
+1.4–1.6× faster on XLA:CPU (BatchNorm + ReLU forward + backward at ResNet-50's shapes, batch 64:
+0.54 → 0.37, 0.14 → 0.10, 0.29 → 0.19 CPU s; docs/notes/fast_convolution.md).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import functools
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 Initializer = Callable[..., jnp.ndarray]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x: jnp.ndarray, scale: jnp.ndarray, bias: jnp.ndarray,
+                     epsilon: float) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  """(y, μ, σ²) of train-mode batch normalisation of float `x` over every axis but the last:
+  y = scale · (x − μ) / sqrt(σ² + ε) + bias, σ² the biased variance. Hand-written backward."""
+  return _bn_fwd(x, scale, bias, epsilon)[0]
+
+
+def _bn_fwd(x, scale, bias, epsilon):
+  axes = tuple(range(x.ndim - 1))
+  mean = jnp.mean(x, axes)
+  xc = x - mean
+  var = jnp.mean(jnp.square(xc), axes)
+  inv = jax.lax.rsqrt(var + epsilon)
+  xhat = xc * inv
+  return (xhat * scale + bias, mean, var), (xhat, inv, scale)
+
+
+def _bn_bwd(epsilon, res, cts):
+  xhat, inv, scale = res
+  dy, dmean, dvar = cts
+  axes = tuple(range(dy.ndim - 1))
+  m = int(np.prod([dy.shape[a] for a in axes]))
+  dbias = jnp.sum(dy, axes)
+  dscale = jnp.sum(dy * xhat, axes)
+  g = scale * inv
+  dx = g * (dy - dbias / m - xhat * (dscale / m))
+  # μ and σ² as outputs (the running statistics take them; their cotangents are normally 0)
+  dx = dx + dmean / m + dvar * (2.0 / m) * (xhat / inv)
+  return dx, dscale, dbias
+
+
+batch_norm_train.defvjp(_bn_fwd, _bn_bwd)
 
 
 class BatchNorm(nn.Module):
@@ -52,19 +96,18 @@ class BatchNorm(nn.Module):
     ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), (features,))
     ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (features,))
     xf = x.astype(jnp.float32)
+    scale = (self.param("scale", self.scale_init, (features,), jnp.float32) if self.use_scale
+             else jnp.ones((features,), jnp.float32))
+    bias = (self.param("bias", self.bias_init, (features,), jnp.float32) if self.use_bias
+            else jnp.zeros((features,), jnp.float32))
     if self.use_running_average:
       mean, var = ra_mean.value, ra_var.value
+      y = (xf - mean) / jnp.sqrt(var + self.epsilon) * scale + bias
     else:
-      mean = jnp.mean(xf, axes)
-      var = jnp.mean(jnp.square(xf - mean), axes)
+      y, mean, var = batch_norm_train(xf, scale, bias, self.epsilon)
       if not self.is_initializing():
         m = int(np.prod([x.shape[a] for a in axes]))
         unbiased = var * (m / max(m - 1, 1))
         ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
         ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * unbiased
-    y = (xf - mean) / jnp.sqrt(var + self.epsilon)
-    if self.use_scale:
-      y = y * self.param("scale", self.scale_init, (features,), jnp.float32)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (features,), jnp.float32)
     return y.astype(self.dtype or x.dtype)
