@@ -39,20 +39,33 @@ import numpy as np
 from ce2l_jax.data import synthetic
 
 DEFAULTS = dict(model="resnet_tiny", data="pretrain_large", size=(64, 32), steps=6000, p=16, k=2,
-                lr=1e-3, weight_decay=5e-4, seed=0, pad=4, model_kwargs="")
+                lr=1e-3, weight_decay=5e-4, seed=0, pad=4, model_kwargs="", cache="",
+                save_every=0, init="")
 MODELS = ("resnet_tiny", "resnet50_agw", "alexnet_tiny", "bdtr_alexnet")
 
 
-def visible_images(name: str, size: tuple[int, int]) -> dict:
-  """The visible images of every split of a synthetic config, area-resized to `size`."""
-  parts = []
-  for split in synthetic.SPLITS:
-    table = synthetic.specs(name, split)
-    table = synthetic.take(table, table["modality"] == 0)
-    if len(table["pid"]):
-      parts.append((table, synthetic.render(name, table)))
-  pid = np.concatenate([t["pid"] for t, _ in parts])
-  img = np.concatenate([i for _, i in parts])
+def visible_images(name: str, size: tuple[int, int], cache: str = "") -> dict:
+  """The visible images of every split of a synthetic config, area-resized to `size`. With
+  `cache` (a folder), the rendered images are kept there at their native size
+  (`<name>_visible_native.npy` + `_pid.npy`) and read back by later runs, at any size."""
+  native = cache and os.path.join(cache, f"{name}_visible_native")
+  if native and os.path.exists(native + "_pid.npy"):
+    pid, img = np.load(native + "_pid.npy"), np.load(native + ".npy")
+  else:
+    parts = []
+    for split in synthetic.SPLITS:
+      table = synthetic.specs(name, split)
+      table = synthetic.take(table, table["modality"] == 0)
+      if len(table["pid"]):
+        parts.append((table, synthetic.render(name, table)))
+    pid = np.concatenate([t["pid"] for t, _ in parts])
+    img = np.concatenate([i for _, i in parts])
+    if native:
+      os.makedirs(cache, exist_ok=True)
+      np.save(native + ".tmp.npy", img)
+      os.replace(native + ".tmp.npy", native + ".npy")
+      np.save(native + "_pid.tmp.npy", pid)  # written last: marks the cache complete
+      os.replace(native + "_pid.tmp.npy", native + "_pid.npy")
   h, w = img.shape[1:3]
   if (h, w) != tuple(size) and h % size[0] == 0 and w % size[1] == 0:  # area mean
     fh, fw = h // size[0], w // size[1]
@@ -137,8 +150,13 @@ def write_weights(out: str, variables: dict, model: str) -> None:
 
 def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: int, lr: float,
              weight_decay: float, seed: int, pad: int = 4, model_kwargs: str = "",
-             log_every: int = 100) -> dict:
-  """Trains and writes `out` (atomically); returns a summary (steps, seconds, final accuracy)."""
+             cache: str = "", save_every: int = 0, init: str = "", log_every: int = 100) -> dict:
+  """Trains and writes `out` (atomically; also every `save_every` steps, so that a run stopped
+  early leaves its latest weights); returns a summary (steps, seconds, final accuracy).
+
+  `init`: start the backbone from an earlier file of the same format (e.g. the 500-person
+  pretraining for the 3,000-person one: an AlexNet from scratch sits at chance on 3,000 classes
+  for thousands of steps), loaded as the re-ID stage loads it; the classifier starts fresh."""
   from ce2l_jax.config_check import BASE_CONFIG, load_config_file
   from ce2l_jax.train_state import TrainState
   from ce2l_jax.trainers import reid as reid_trainer
@@ -147,7 +165,10 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
                   cross_weight=0.0, intra_weight=0.0, lsr_on="none"))
   for key, value in json.loads(model_kwargs or "{}").items():  # lists → tuples (module fields)
     cfg.model_kwargs[key] = tuple(value) if isinstance(value, list) else value
-  vis = visible_images(data, tuple(size))
+  t_data = time.time()
+  vis = visible_images(data, tuple(size), cache)
+  print(json.dumps({"images": len(vis["pid"]), "data_seconds": round(time.time() - t_data, 1)}),
+        flush=True)
   pids = np.unique(vis["pid"])
   label = np.searchsorted(pids, vis["pid"]).astype(np.int32)
   rows = [np.flatnonzero(label == i) for i in range(len(pids))]
@@ -155,6 +176,9 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
   tx, schedule = reid_trainer.make_optimizer(cfg, steps)
   step = jax.jit(reid_trainer.make_train_step(net, tx, schedule, cfg), donate_argnums=(0,))
   variables = reid_trainer.init_variables(net, tuple(size) + (3,), jax.random.PRNGKey(seed))
+  if init:
+    from ce2l_jax.models import pretrained
+    variables = pretrained.pretrained_loader(model)(init, variables)
   state = TrainState.create(variables, tx, jax.random.PRNGKey(seed + 1))
   rng = np.random.default_rng(seed)
   t0, acc = time.time(), []
@@ -169,11 +193,13 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
     if s % log_every == 0 or s == steps:
       print(json.dumps({"step": s, "seconds": round(time.time() - t0, 1), "ce": float(m["ce"]),
                         "accuracy": float(np.mean(acc[-log_every:]))}), flush=True)
+    if save_every and s % save_every == 0 and s < steps:
+      write_weights(out, {"params": state.params, "batch_stats": state.batch_stats}, model)
   write_weights(out, {"params": state.params, "batch_stats": state.batch_stats}, model)
   summary = {"out": out, "steps": steps, "seconds": time.time() - t0,
              "train_accuracy_last100": float(np.mean(acc[-100:])), "identities": int(len(pids)),
              "images": int(len(label)), "model": model, "model_kwargs": model_kwargs, "data": data,
-             "size": list(size), "pad": pad, "lr": lr, "seed": seed}
+             "size": list(size), "pad": pad, "lr": lr, "seed": seed, "init": init}
   print(json.dumps(summary))
   return summary
 
