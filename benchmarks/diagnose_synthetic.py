@@ -336,8 +336,9 @@ def train(args) -> dict:
   cfg.update(dict(model=args.model, optimizer=args.optimizer, lr=args.lr, num_steps=args.steps,
                   weight_decay=args.wd, cross_margin=args.rho1, intra_margin=args.rho2,
                   intra_weight=args.intra, cross_weight=args.cross, lsr_on=args.lsr,
-                  schedule=args.schedule, warmup_epochs=args.warmup / args.steps,
-                  decay_epochs=tuple(d / args.steps for d in args.decay), steps_per_epoch=args.steps))
+                  schedule=args.schedule, warmup_epochs=args.warmup / max(args.steps, 1),
+                  decay_epochs=tuple(d / max(args.steps, 1) for d in args.decay),
+                  steps_per_epoch=max(args.steps, 1)))  # --steps=0: the start point's figures
   model_args(cfg, args)
   if args.specific_layer1:
     cfg.model_kwargs.specific_layer1 = True
@@ -464,7 +465,7 @@ def main(argv=None):
   ap.add_argument("--schedule", default="constant")
   ap.add_argument("--warmup", type=int, default=0, help="warm-up steps (schedule warmup_step)")
   ap.add_argument("--decay", type=int, nargs="*", default=(), help="steps where lr ×0.1")
-  ap.add_argument("--steps", type=int, default=1500)
+  ap.add_argument("--steps", type=int, default=1500, help="0: evaluate the start point only")
   ap.add_argument("--p", type=int, default=16)
   ap.add_argument("--k", type=int, default=2)
   ap.add_argument("--pad", type=int, default=4)

@@ -103,7 +103,7 @@ def test_synthetic_alexnet_config_is_the_demo_with_the_papers_network():
   assert os.path.dirname(c.init) == os.path.join(ROOT, "weights")
   h, w = c.input.image_size
   assert h == w >= 67 and tuple(c.input.crop) == (h, w)
-  assert load("synthetic_alexnet", "reduced").reid.num_steps == 750
+  assert load("synthetic_alexnet", "reduced").reid.num_steps == c.reid.num_steps // 2
 
 
 def test_committed_alexnet_file_loads_into_the_configs_model():
