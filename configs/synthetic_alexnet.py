@@ -35,6 +35,8 @@ fc7 1024, dropout 0.5, ImageNet weights, SGD), each with its reason
   falls by step 1,000 (7.8 → 6.4 and 7.6 → 6.2 on seeds 0 and 1 in the harness) while training
   accuracy keeps rising: the modality-specific streams overfit the 300 training identities.
   `:reduced` halves it (250), as the demo's `:reduced` halves its 1,500;
+- single features at test time (`eval.flip = False`; the demo averages with the flipped image's):
+  flip-averaging cost this network 0.1–0.5 rank-1 in each of five harness runs;
 - Adam 1e-3 as the demo (the paper: SGD 1e-3, momentum 0.9; not compared here);
 - ρ2 (ℓ_intra's margin) for this network's distances: BDTR's ρ2 = 0.1 (with ρ1 = 0.5) on
   L2-normalised fc7. Started from the file, D(positive, hardest cross negative) within a modality
@@ -70,4 +72,5 @@ def get_config(arg=None):
   c.reid.model_kwargs.dropout = 0.0
   c.reid.intra_margin = 0.6
   c.reid.num_steps = 250 if reduced else 500
+  c.eval.flip = False
   return base.apply_arg(c, arg)
