@@ -18,8 +18,8 @@ CycleGAN, flip-averaged test features), except ρ2 (below).
 
 Measured (docs/notes/thermal_twin.md §6a, 2026-12-01, trial 1): it barely learns. The re-ID
 harness without conversion (`benchmarks/diagnose_synthetic.py --data=regdb_trial1
---protocol=regdb`, this recipe, 1,500 steps) gives 1.8–2.3 % rank-1 / ~3 % mAP both directions
-over 2 seeds (chance 0.49 %; raw pixels 0.2 %), against ~17 % on the SYSU twin, while
+--protocol=regdb`, this recipe, 1,500 steps) gives 1.8–2.2 % rank-1 / ~3 % mAP both directions
+over 3 seeds (chance 0.49 %; raw pixels 0.2 %), against ~17 % on the SYSU twin, while
 visible→visible retrieval of the unseen people is 99.7 % and thermal→thermal 71 %; CAJ greyscale,
 λ_cross 3 and no pretraining stay in the same band (one seed each). The closed-set control (the
 test people seen in training) reaches 9–14 %: the cue the two modalities share (silhouette,
@@ -36,10 +36,10 @@ def get_config(arg=None):
   c.data.name = "synthetic_vireid/regdb"
   c.data.protocol = "regdb"
   # ℓ_intra's margin for this twin's distances: D(positive, hardest cross negative) within a
-  # modality rises to 0.57 over training here (0.50–0.54 on the SYSU twin), so configs/synthetic.py's
+  # modality rises to 0.57–0.61 over training here (0.50–0.54 on the SYSU twin), so configs/synthetic.py's
   # ρ2 = 0.45 leaves ℓ_intra active on only 4 % of anchors by step 1,500 (0.46 → 0.04); ρ2 = 0.6
-  # keeps it acting (0.55 → 0.18), with rank-1 no worse: 2.3 ± 0.3 / 2.2 ± 0.4 against
-  # 1.8 ± 0.1 / 1.8 ± 0.1 (vis→thermal / thermal→vis, 2 seeds, harness; not a resolved gain).
+  # keeps it acting (0.55 → 0.18), with rank-1 no different: 2.2 ± 0.3 / 2.1 ± 0.4 against
+  # 2.1 ± 0.3 / 1.8 ± 0.1 (vis→thermal / thermal→vis, 3 seeds, harness; not a resolved gain).
   c.reid.intra_margin = 0.6
   if reduced:
     c.data.trials = (1,)
