@@ -378,6 +378,15 @@ def format_markdown(table: Mapping[str, Mapping[str, Any]], *, title: str = "") 
           f"{s} ({', '.join(rows_of[s])})" if len(rows_of) > 1 else s for s in sorted(rows_of)))
   if scales:
     lines += ["", "Scale of the runs: " + " | ".join(scales)]
+  most = max((len(cells[c].get("seeds") or []) for cells in table.values() for c in COLUMNS),
+             default=0)
+  fewer = [f"{name} / {c} (seed{'s' if len(cells[c]['seeds']) > 1 else ''} "
+           f"{','.join(map(str, cells[c]['seeds']))})"
+           for name, cells in table.items() for c in COLUMNS
+           if cells[c]["status"] == "ok" and not cells[c].get("from")
+           and len(cells[c].get("seeds") or []) < most]
+  if fewer:
+    lines += ["", f"Cells over fewer than {most} seeds: " + "; ".join(fewer)]
   sources = sorted({cells[c]["from"] for cells in table.values() for c in COLUMNS
                     if cells[c].get("from")})
   if sources:

@@ -55,10 +55,15 @@ def test_cells_pool_seeds_and_galleries_and_show_the_paper(tmp_path):
   md = pt.format_markdown(table)
   lines = md.splitlines()
   assert lines[0].startswith("| Method | RegDB: r1 |") and "SYSU-MM01: mAP" in lines[0]
-  assert len(lines) == 2 + len(pt.ROWS)
+  assert len(lines) == 2 + len(pt.ROWS) + 2  # + a blank line and the fewer-seeds footer
   hog_line = next(s for s in lines if s.startswith("| HOG |"))
   assert "20.00 ± 8.16 (2.76)" in hog_line and "40.00 ± 0.00 (13.49)" in hog_line
   assert "| TONE | not run (16.87)" in md
+  # Cells that pooled fewer seeds than the most any cell has are named.
+  assert "Cells over fewer than 2 seeds: " in md
+  fewer = md.split("Cells over fewer than 2 seeds: ")[1].splitlines()[0]
+  assert "HOG / RegDB (seed 0)" in fewer and "CE²L / SYSU-MM01 (seed 0)" in fewer
+  assert "HOG / SYSU-MM01" not in fewer
 
 
 def test_main_collects_and_writes_the_table(tmp_path, capsys):
