@@ -44,13 +44,13 @@ fc7 1024, dropout 0.5, ImageNet weights, SGD), each with its reason
   0.33–0.37 from scratch), so the 0.3 used in the measurements left ℓ_intra active on 0–5 % of
   anchors; ρ2 = 0.6 puts the margin just under that bulk (the rule configs/synthetic.py follows
   for the ResNet with 0.45); set from the distances, its effect on retrieval not measured.
-Everything else is configs/synthetic.py's. `:reduced` (750 re-ID, 200 CycleGAN steps) as there.
+Everything else is configs/synthetic.py's. `:reduced`: 250 re-ID and 200 CycleGAN steps.
 
-Measured (docs/notes/synthetic_alexnet.md, harness without the CycleGAN, seed 0, ρ2 0.3): the
-network fits its training identities (37.7 % training accuracy at 1,000 steps; 5 % from scratch)
-and retrieves unseen people within a modality (visible 85.5 %, infrared 46.8 % rank-1), but
-all-search single-shot rank-1 is 3.5–4.3 %, mAP 8.6–8.9 % (chance 1 %): this config does NOT
-reach issue 12's 10 %. Not yet run through run.py.
+Measured (docs/notes/synthetic_alexnet.md, third session): through run.py, 3–4 min wall on the
+project's 2 shared cores; all-search single-shot rank-1 4.53 ± 0.33 %, mAP 9.28 ± 0.75 % over
+seeds 0–1 (`:noconv` 6.66 ± 0.64 / 12.24 ± 0.09; raw pixels 2.7 / 5.6; chance rank-1 1 %). The
+harness without the CycleGAN gives 7.70 ± 0.14 / 13.69 ± 0.07 at step 500. This config does NOT
+reach issue 12's 10 %.
 """
 
 import os
