@@ -48,6 +48,8 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   | small         | 64×32  | thermal | SYSU 1–6     |        40 |       20 |        2–4 | tests        |
   | tiny          | 64×32  | thermal | SYSU 1–6     |         6 |        4 |        1–2 | unit tests   |
   | pretrain      | 128×64 | NIR     | SYSU 1–6     |       500 |        0 |        3–6 | pretraining  |
+  | pretrain_large | 128×64 | NIR    | SYSU 1–6     |     3,000 |        0 |        3–6 | pretraining  |
+  | pretrain_xl   | 128×64 | NIR     | SYSU 1–6     |     8,000 |        0 |        3–6 | pretraining  |
 
   SYSU layout: cameras 1, 2, 4, 5 visible, 3 and 6 infrared; each camera is missing for an
   identity with probability 0.25 (at least one visible and one infrared camera kept). RegDB
@@ -63,8 +65,8 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {"1.0.0": "Procedural SYSU-like people; thermal infrared from emissivity.",
                    "1.1.0": "Twins: sysu (near infrared), regdb_trial1..10 (thermal, RegDB "
-                            "layout); tiny, small, default unchanged. (pretrain, pretrain_large "
-                            "added later at this version.)",
+                            "layout); tiny, small, default unchanged. (pretrain, pretrain_large, "
+                            "pretrain_xl added later at this version.)",
                    "1.2.0": "Thermal configs only (tiny, small, default, regdb_trial1..10, "
                             "regdb_small): a physical thermal model (skin temperature, garment "
                             "insulation by kind and fit, solar absorptance, fabric emissivity "
@@ -84,6 +86,9 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
               "1000), train split only; use its visible images."),
       _config("pretrain_large", "Visible pretraining, larger: 3,000 other identities (seed "
               "1000), train split only; use its visible images."),
+      _config("pretrain_xl", "Visible pretraining, largest: 8,000 other identities (seed 1000; "
+              "no gain over pretrain_large measured), train split only; "
+              "`ce2l_jax.synthetic_pretrain` renders it in memory instead."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "small"
 
