@@ -135,6 +135,12 @@ class SyntheticConfig:
     return CAMERAS if self.layout == "sysu" else REGDB_CAMERAS
 
   @property
+  def splits(self) -> tuple[str, ...]:
+    """The splits that hold identities (the pretraining sets have no `test`)."""
+    counts = {"train": self.num_train_ids, "test": self.num_test_ids}
+    return tuple(s for s in SPLITS if counts[s] > 0)
+
+  @property
   def infrared_cameras(self) -> tuple[int, ...]:
     return INFRARED_CAMS if self.layout == "sysu" else (REGDB_CAMERAS[1],)
 

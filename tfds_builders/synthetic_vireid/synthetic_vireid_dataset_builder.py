@@ -110,7 +110,10 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # nothing to download
-    return {split: self._generate_examples(split) for split in synthetic.SPLITS}
+    # Only splits with identities: TFDS refuses to write an empty split, and the pretraining
+    # configs (`pretrain*`, num_test_ids = 0) have no `test`.
+    return {split: self._generate_examples(split)
+            for split in self.builder_config.generator.splits}
 
   def _generate_examples(self, split: str):
     for chunk in synthetic.iter_chunks(self.builder_config.generator, split):

@@ -39,3 +39,20 @@ def test_info(data_dir):
   assert generator == dataclasses.asdict(synthetic.CONFIGS["tiny"])
   assert builder.info.features["modality"].names == ["visible", "infrared"]
   assert {c.name for c in SyntheticVireid.BUILDER_CONFIGS} == set(synthetic.CONFIGS)
+
+
+def test_a_config_without_test_identities_builds_its_train_split(tmp_path):
+  """The pretraining configs (`pretrain*`) have num_test_ids = 0: TFDS refuses an empty split
+  ("No examples were yielded"), so the builder writes `train` only."""
+  from tfds_builders.synthetic_vireid.synthetic_vireid_dataset_builder import SyntheticVireidConfig
+  generator = dataclasses.replace(synthetic.CONFIGS["tiny"], num_test_ids=0)
+  assert generator.splits == ("train",)
+  assert synthetic.CONFIGS["pretrain_large"].splits == ("train",)
+  assert synthetic.CONFIGS["sysu"].splits == ("train", "test")
+  config = SyntheticVireidConfig(name="tiny_train_only", description="test", generator=generator,
+                                 version=synthetic.data_version(generator))
+  builder = SyntheticVireid(config=config, data_dir=tmp_path, file_format="array_record")
+  builder.download_and_prepare()
+  assert set(builder.info.splits) == {"train"}
+  source = builder.as_data_source(split="train")
+  assert len(source) == len(synthetic.generate(generator, "train")["pid"]) > 0
