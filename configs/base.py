@@ -113,6 +113,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.cyclegan.num_heldout = 256         # per modality
   c.cyclegan.classifier_images = 2000  # real training images per modality for the modality classifier
   c.cyclegan.classifier_steps = 300
+  c.cyclegan.fast_compile = False      # CPU smoke runs: skip XLA's LLVM optimisation (faster compiles)
   c.cyclegan.seed = c.get_ref("seed")
 
   c.convert = convert.default_config()

@@ -20,7 +20,7 @@ def get_config(arg=None):
   c.cyclegan.update(dict(
       image_size=(32, 16), ngf=4, ndf=4, n_blocks=1, n_layers_d=2, batch_size=8, num_steps=4,
       decay_start=2, pool_size=4, log_every=2, eval_every=4, checkpoint_every=2, num_heldout=8,
-      classifier_images=16, classifier_steps=10, num_samples=4))
+      classifier_images=16, classifier_steps=10, num_samples=4, fast_compile=True))
   c.convert.batch_size = 8
   c.input.update(dict(p=4, k=2, resize=(32, 16), crop=(32, 16), image_size=(32, 16),
                       eval_batch_size=8, threads=1, prefetch=1))

@@ -312,9 +312,11 @@ def step_functions(cfg, mesh: Mesh) -> StepFunctions:
   def build():
     models = build_models_checked(cfg)
     tx_g, tx_d = make_optimizers(cfg)
+    options = loop.fast_compile_options(cfg)
     return StepFunctions(models, tx_g, tx_d,
-                         loop.jit_step(make_train_step(cfg, models, tx_g, tx_d), mesh),
-                         jax.jit(make_translate_fn(models)))
+                         loop.jit_step(make_train_step(cfg, models, tx_g, tx_d), mesh,
+                                       compiler_options=options),
+                         jax.jit(make_translate_fn(models), compiler_options=options))
 
   return loop.cached((STAGE, loop.config_key(cfg, ignore=_NOT_IN_STEP), mesh), build)
 

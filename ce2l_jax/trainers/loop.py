@@ -82,6 +82,14 @@ def gate(old: Any, new: Any, checks: Mapping[str, jax.Array], params: Any) -> tu
 # --------------------------------------------------------------------------------------------
 
 
+def fast_compile_options(cfg) -> dict[str, Any] | None:
+  """A stage's `fast_compile` on CPU: no LLVM optimisation (compiles ~5× faster, runs slower;
+  for seconds-long smoke runs and tests)."""
+  if cfg.get("fast_compile") and jax.default_backend() == "cpu":
+    return {"xla_backend_optimization_level": 0}
+  return None
+
+
 def jit_step(step_fn: Callable, mesh, batch_axis: int = 0,
              compiler_options: Mapping[str, Any] | None = None) -> Callable:
   """`step_fn(state, batch) -> (state, metrics)` jitted over `mesh`: state replicated and

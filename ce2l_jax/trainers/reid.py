@@ -226,9 +226,7 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
 
 def compiler_options(cfg: ml_collections.ConfigDict) -> dict[str, Any] | None:
   """`reid.fast_compile` on CPU: no LLVM optimisation (compiles ~5× faster, runs slower)."""
-  if cfg.get("fast_compile") and jax.default_backend() == "cpu":
-    return {"xla_backend_optimization_level": 0}
-  return None
+  return loop.fast_compile_options(cfg)
 
 
 class StepFunctions(NamedTuple):
