@@ -55,6 +55,8 @@ reach issue 12's 10 %.
 
 import os
 
+import ml_collections
+
 from configs import base, synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,7 +71,7 @@ def get_config(arg=None):
   c.init = PRETRAINED
   c.input.update(dict(resize=SIZE, pad=4, crop=SIZE, image_size=SIZE))
   c.reid.model = "alexnet_tiny"
-  c.reid.model_kwargs.dropout = 0.0
+  c.reid.model_kwargs = ml_collections.ConfigDict({"dropout": 0.0})  # (not the ResNet's width)
   c.reid.intra_margin = 0.6
   c.reid.num_steps = 250 if reduced else 500
   c.eval.flip = False

@@ -134,3 +134,35 @@ def test_committed_alexnet_file_loads_into_the_configs_model():
   # Each stream its own buffer: the training step donates its state (one buffer twice fails).
   step = jax.jit(lambda v: jax.tree.map(lambda x: x + 1, v), donate_argnums=(0,))
   step(loaded["params"])
+
+
+@pytest.mark.parametrize("name", ["synthetic", "synthetic_regdb"])
+def test_committed_resnet_file_loads_into_the_configs_model(name):
+  """Each ResNet twin config's `init` (weights/resnet_tiny_w16_synthetic.npz for the SYSU twin's
+  width 16, weights/resnet_tiny_synthetic.npz for the RegDB twin's width 8) loads through the
+  real-weights path into the config's own model: every conv/bn leaf of stem and layers is
+  replaced, both stems get the file's conv1, and the head keeps its fresh values. A width that does
+  not match its file fails here (the loader checks shapes), not minutes into `make demo`."""
+  import os
+  from ce2l_jax.trainers import reid as reid_trainer
+  from tests.test_configs import load
+  c = load(name)
+  assert os.path.exists(c.init), f"{c.init} missing: see docs/notes/synthetic_benchmark.md"
+  model = reid_trainer.create_model(c.reid, 7)
+  h, w = c.input.image_size
+  fresh = random_variables(model, h, w, seed=8)
+  loaded = pretrained.pretrained_loader(c.reid.model)(c.init, fresh)
+  replaced = 0
+  for key, old in jax.tree_util.tree_leaves_with_path(fresh["params"]):
+    got = loaded["params"]
+    for k in key:
+      got = got[k.key]
+    if key[0].key.startswith(("stem_", "layer")):
+      replaced += 1
+      assert not np.allclose(got, old), key
+    else:
+      np.testing.assert_array_equal(got, old, err_msg=str(key))
+  assert replaced >= 10
+  stems = [k for k in loaded["params"] if k.startswith("stem_")]
+  assert len(stems) == 2
+  np.testing.assert_array_equal(*(jax.tree.leaves(loaded["params"][s])[0] for s in stems))
