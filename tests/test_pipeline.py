@@ -77,6 +77,24 @@ def test_reid_batch_contract():
     np.testing.assert_array_equal(b["converted"], b["_index"] >= conv_from)
 
 
+@pytest.mark.parametrize("which,slots", [("both", {0, 1}), ("infrared", {1}), ("visible", {0})])
+def test_converted_slots_keeps_only_that_slots_converted_images(which, slots):
+  """`input.converted_slots`: which conversion direction the re-ID batches draw (the real images
+  of both slots always); with a converted share of 1 every kept slot is all converted."""
+  pipe = pipeline.build_reid_train_pipeline(_sources(), _cfg(converted_share=1.0, converted_slots=which),
+                                            seed=0, num_devices=8, process_index=0, process_count=1)
+  seen = set()
+  for b in _take(pipe.iterator(), 3):
+    for slot in (0, 1):
+      assert b["converted"][slot].all() == (slot in slots), (which, slot)
+      assert b["converted"][slot].any() == (slot in slots), (which, slot)
+      seen.add(slot)
+  assert seen == {0, 1}
+  with pytest.raises(ValueError, match=r"input\.converted_slots='ir'"):
+    pipeline.build_reid_train_pipeline(_sources(), _cfg(converted_slots="ir"), seed=0, num_devices=8,
+                                       process_index=0, process_count=1)
+
+
 def test_same_seed_same_stream_and_seed_changes_it():
   srcs, cfg = _sources(), _cfg()
   a = _take(pipeline.build_reid_train_iterator(srcs, cfg, 1, process_index=0, process_count=1), 3)

@@ -75,6 +75,7 @@ def default_input_config() -> ml_collections.ConfigDict:
   c.p = 8                           # identities per batch
   c.k = 4                           # images per identity and modality
   c.converted_share = 0.5           # P(a draw is converted) when an identity has both kinds
+  c.converted_slots = "both"        # both | infrared (only RGB→IR images) | visible (only IR→RGB)
   c.num_steps = ml_collections.config_dict.placeholder(int)  # stream length; None: endless
   c.resize = (288, 144)             # (H, W) before cropping
   c.pad = 10
@@ -166,6 +167,18 @@ def _local_slice(global_size: int, process_index: int, process_count: int, what:
                      f"({process_count}); choose a multiple of {process_count}")
   per = global_size // process_count
   return slice(process_index * per, (process_index + 1) * per)
+
+
+_CONVERTED_SLOTS = {"both": (VISIBLE_SLOT, INFRARED_SLOT), "infrared": (INFRARED_SLOT,),
+                    "visible": (VISIBLE_SLOT,)}
+
+
+def _converted_slots(parts, which: str):
+  """`input.converted_slots`: the converted parts kept (the real ones always are)."""
+  if which not in _CONVERTED_SLOTS:
+    raise ValueError(f"input.converted_slots={which!r}: choose both, infrared (fake infrared "
+                     "images only) or visible (fake visible images only)")
+  return [p for p in parts if not p[2] or p[1] in _CONVERTED_SLOTS[which]]
 
 
 class _DeviceCount:
@@ -279,7 +292,7 @@ def build_reid_train_pipeline(sources: ReidSources, input_cfg: Any, seed: int, n
   """
   cfg = input_cfg
   process_index, process_count = _process(process_index, process_count)
-  parts = sources.parts()
+  parts = _converted_slots(sources.parts(), cfg.get("converted_slots", "both"))
   sampler = CrossModalitySampler([Part(s.labels(), slot, conv) for s, slot, conv in parts],
                                  p=int(cfg.p), k=int(cfg.k), converted_share=float(cfg.converted_share))
   pk = sampler.batch_size
