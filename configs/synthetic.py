@@ -5,13 +5,14 @@ image → re-ID on real + converted images with ℓ_cross + 0.1·ℓ_intra + LSR
 images → SYSU's protocol), scaled down to a CPU:
 - data: `synthetic_vireid/sysu`, the SYSU-MM01 twin (near-infrared cameras 3 and 6; 300 training
   identities, 6,131 images; 100 test identities, 2,004 images; 128×64), built on first use;
-- init: `weights/resnet_tiny_synthetic.npz`, ImageNet's part: visible-only identity training on
-  3,000 other synthetic people (`python -m ce2l_jax.synthetic_pretrain`), loaded like ImageNet
-  ResNet weights (conv1/bn1 into both stems); `weights/resnet_tiny_synthetic_500.npz` is the
-  earlier 500-person file the README's ablation tables were made with;
+- init: `weights/resnet_tiny_w16_synthetic.npz`, ImageNet's part: visible-only identity training
+  on 3,000 other synthetic people (`python -m ce2l_jax.synthetic_pretrain`) of `resnet_tiny` at
+  width 16, loaded like ImageNet ResNet weights (conv1/bn1 into both stems);
+  `weights/resnet_tiny_synthetic.npz` is the width-8 file (the RegDB twin's; the README's ablation
+  tables were made with it), `weights/resnet_tiny_synthetic_500.npz` an earlier 500-person one;
 - CycleGAN at 64×32 (ngf 8, 2 residual blocks, 2-layer PatchGAN), batch 4, 400 steps;
-- re-ID: `resnet_tiny` at 64×32, P=16 × K=2, flip + pad-4 crop, Adam lr 1e-3, 1,500 steps,
-  ρ2 = 0.65 (below);
+- re-ID: `resnet_tiny` at width 16 (twice its default) at 64×32, P=16 × K=2, flip + pad-4
+  crop, Adam lr 1e-3, 1,500 steps, ρ2 = 0.65 (below);
 - evaluation: SYSU's settings, 10 random galleries each, features averaged with the flipped
   image's (`eval.flip`, as CAJ's and AGW's test code; +1.2 rank-1 in the harness), and the
   raw-pixel baseline row.
@@ -21,10 +22,10 @@ images → SYSU's protocol), scaled down to a CPU:
   python run.py --config=configs/synthetic.py --workdir=workdirs/demo
   python run.py --config=configs/synthetic.py:noconv --workdir=workdirs/demo_noconv
 
-Measured (docs/notes/synthetic_benchmark.md §4b, README): 8–9 min wall on the project's 2 cores
-shared with other jobs (load 6–10), dataset built. All-search single-shot over seeds 0–2:
-rank-1 12.93 ± 1.12 %, mAP 18.37 ± 1.55 % (raw pixels 2.8 / 5.6; chance rank-1 1 %); `:noconv`
-17.04 ± 0.42 / 24.02 ± 0.40: at this CycleGAN's size conversion costs.
+Measured (docs/notes/synthetic_benchmark.md §4c, README): 4 min 39 s – 5 min 44 s wall on the
+project's 2 cores with no other jobs, dataset built. All-search single-shot over seeds 0–2:
+rank-1 13.51 ± 0.68 %, mAP 20.21 ± 0.43 % (raw pixels 2.8 / 5.6; chance rank-1 1 %); `:noconv`
+21.45 ± 1.80 / 29.23 ± 1.88: at this CycleGAN's size conversion costs.
 """
 
 import os
