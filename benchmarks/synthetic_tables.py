@@ -9,13 +9,15 @@ directions) and each seed it runs `run.py` for every row:
   nolsr     plain cross-entropy on every image (`reid.lsr_on=none`)
   lsr_all   LSR on every image (`reid.lsr_on=all`)
   nointra   no ℓ_intra (`reid.intra_weight=0`)
+  fake_vis  one conversion direction: only the fake visible images (`input.converted_slots=visible`)
+  fake_ir   the other: only the fake infrared images (`input.converted_slots=infrared`)
   bdtr      BDTR's baseline: ℓ_cross + ℓ_intra + plain CE, no conversion. In this code base that
             is the same computation as `noconv` (LSR acts on converted images only, and there are
             none), so the row takes `noconv`'s runs instead of training the same thing twice
             (measured last session: equal to the last digit, docs/notes/synthetic_benchmark.md)
   raw       raw pixels (the evaluate stage's baseline row: no training, the same for every seed)
 
-Rows that keep the conversion (nolsr, lsr_all, nointra) reuse the `full` run's CycleGAN and
+Rows that keep the conversion (nolsr, lsr_all, nointra, fake_vis, fake_ir) reuse the `full` run's CycleGAN and
 converted images of the same seed (copied, then `--stages=reid,evaluate`), as a CycleGAN does not
 depend on the re-ID loss. Each cell is mean ± std over seeds of the run's value, itself the mean
 over the protocol's galleries (SYSU: 10 random galleries) or trials (RegDB). Writes
@@ -52,6 +54,8 @@ ROWS = {  # name: (label, overrides, reuses the full run's conversion)
     "nolsr": ("no LSR (plain CE)", ["--config.reid.lsr_on=none"], True),
     "lsr_all": ("LSR on all images", ["--config.reid.lsr_on=all"], True),
     "nointra": ("no ℓ_intra", ["--config.reid.intra_weight=0"], True),
+    "fake_vis": ("fake visible images only (IR→RGB)", ["--config.input.converted_slots=visible"], True),
+    "fake_ir": ("fake infrared images only (RGB→IR)", ["--config.input.converted_slots=infrared"], True),
     "bdtr": ("BDTR baseline (ℓ_cross + ℓ_intra + CE)",
              ["--config.cyclegan.enabled=false", "--config.reid.lsr_on=none"], False),
 }
