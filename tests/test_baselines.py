@@ -238,6 +238,10 @@ def test_every_row_config_loads_for_every_dataset(dataset):
     assert (c.eval.metric_learning == "hcml") == (row == "hcml")
     assert c.eval.normalize_features == (row != "hcml")
     assert c.init == "" or real
+    if not real:  # the table's rows at `resnet_tiny`'s default width, not the demo's 16
+      assert "width" not in c.reid.model_kwargs, (row, c.reid.model_kwargs)
+      if dataset == "synthetic_sysu" and row in ("ce2l", "bdtr"):
+        assert c.reid.intra_margin == 0.45  # width 8's ρ2 (configs/synthetic.py INTRA_MARGIN_W8)
     if row in ("one_stream", "two_stream", "zero_padding"):
       assert c.reid.model == row + ("" if real else "_tiny")
       assert (c.reid.cross_weight, c.reid.intra_weight, c.reid.lsr_on) == (0, 0, "none")
