@@ -55,3 +55,17 @@ def test_oracle_refuses_a_file_name_it_cannot_place(records):
   bad = [dict(records[0], file="someone/else.png")]
   with pytest.raises(ValueError, match="not a synthetic_vireid file name"):
     oc.oracle_rows("tiny", bad, seed=0)
+
+
+def test_compare_scores_the_oracle_zero_and_an_unchanged_image_by_its_distance(records):
+  oc = _oracle()
+  perfect = list(oc.oracle_images("tiny", records, seed=3))
+  res = oc.compare("tiny", records, perfect, seed=0)  # another camera draw: best-of-cameras finds it
+  assert set(res) == {"rgb2ir", "ir2rgb"}
+  for d in res.values():
+    assert d["n"] == 5 and d["fake_l1"] == 0.0 and d["unchanged_l1"] > 0.02
+  same = oc.compare("tiny", records, [r["image"] for r in records], seed=0)
+  for name, d in same.items():
+    assert d["fake_l1"] == d["unchanged_l1"] == res[name]["unchanged_l1"]
+  masks = oc.person_masks("tiny", oc.oracle_rows("tiny", records, seed=0))
+  assert 0.05 < masks.mean() < 0.6  # a person, not the whole frame nor nothing
