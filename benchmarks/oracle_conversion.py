@@ -127,17 +127,23 @@ def compare(cfg_name: str, recs: list[dict], fakes: list[np.ndarray], seed: int 
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--workdir", required=True, help="a run's workdir (its convert/ is replaced)")
+  ap.add_argument("--data", default="", help="the TFDS name (default: data.name of <workdir>/config.json)")
   ap.add_argument("--seed", type=int, default=0, help="draws the target camera of each image")
   ap.add_argument("--chunk_size", type=int, default=512)
   ap.add_argument("--compare", action="store_true",
                   help="score the run's converted images against the oracle's; write nothing")
   ap.add_argument("--num", type=int, default=512, help="--compare: images scored (evenly spaced)")
   args = ap.parse_args(argv)
-  with open(os.path.join(args.workdir, "config.json")) as f:
-    name = json.load(f)["data"]["name"]
-  if not name.startswith("synthetic_vireid/"):
-    sys.exit(f"oracle_conversion: {args.workdir}/config.json has data.name={name!r}; only "
-             "synthetic_vireid configs have a generator to render the other modality")
+  name = args.data
+  if not name:
+    path = os.path.join(args.workdir, "config.json")
+    if not os.path.exists(path):
+      sys.exit(f"oracle_conversion: {path} not found; pass --data=synthetic_vireid/<config>")
+    with open(path) as f:
+      name = json.load(f)["data"]["name"]
+  if not name.startswith("synthetic_vireid/") or name.split("/", 1)[1] not in synthetic.CONFIGS:
+    sys.exit(f"oracle_conversion: data {name!r} is not a synthetic_vireid config; only those "
+             "have a generator to render the other modality")
   source = src_lib.TfdsSource(name, "train", os.environ.get("TFDS_DATA_DIR"))
   n = len(source)
   if args.compare:

@@ -11,13 +11,16 @@ directions) and each seed it runs `run.py` for every row:
   nointra   no ℓ_intra (`reid.intra_weight=0`)
   fake_vis  one conversion direction: only the fake visible images (`input.converted_slots=visible`)
   fake_ir   the other: only the fake infrared images (`input.converted_slots=infrared`)
+  oracle    CE²L with a perfect converter: every training image re-rendered by the twin's own
+            generator in the other modality (benchmarks/oracle_conversion.py) in place of the
+            CycleGAN's: what conversion could give at best (SYSU twin only; see `ORACLE_TWINS`)
   bdtr      BDTR's baseline: ℓ_cross + ℓ_intra + plain CE, no conversion. In this code base that
             is the same computation as `noconv` (LSR acts on converted images only, and there are
             none), so the row takes `noconv`'s runs instead of training the same thing twice
             (measured last session: equal to the last digit, docs/notes/synthetic_benchmark.md)
   raw       raw pixels (the evaluate stage's baseline row: no training, the same for every seed)
 
-Rows that keep the conversion (nolsr, lsr_all, nointra, fake_vis, fake_ir) reuse the `full` run's CycleGAN and
+Rows that keep the conversion (nolsr, lsr_all, nointra, fake_vis, fake_ir, oracle) reuse the `full` run's CycleGAN and
 converted images of the same seed (copied, then `--stages=reid,evaluate`), as a CycleGAN does not
 depend on the re-ID loss. Each cell is mean ± std over seeds of the run's value, itself the mean
 over the protocol's galleries (SYSU: 10 random galleries) or trials (RegDB). Writes
@@ -56,11 +59,15 @@ ROWS = {  # name: (label, overrides, reuses the full run's conversion)
     "nointra": ("no ℓ_intra", ["--config.reid.intra_weight=0"], True),
     "fake_vis": ("fake visible images only (IR→RGB)", ["--config.input.converted_slots=visible"], True),
     "fake_ir": ("fake infrared images only (RGB→IR)", ["--config.input.converted_slots=infrared"], True),
+    "oracle": ("CE²L, perfect conversion (the generator's own)", [], True),
     "bdtr": ("BDTR baseline (ℓ_cross + ℓ_intra + CE)",
              ["--config.cyclegan.enabled=false", "--config.reid.lsr_on=none"], False),
 }
 # Rows whose computation is another row's (see the docstring): they take that row's runs.
 SAME_AS = {"bdtr": "noconv"}
+# The oracle row replaces the copied conversion with the generator's (one convert/ per workdir:
+# the RegDB twin's trials each have their own, which oracle_conversion.py does not handle).
+ORACLE_TWINS = ("sysu",)
 SETTINGS = {"sysu": ("all_single", "indoor_single"),
             "regdb": ("visible_to_thermal", "thermal_to_visible")}
 KEYS = ("rank1", "rank10", "rank20", "mAP", "mINP")
@@ -119,6 +126,10 @@ def run_one(twin: str, row: str, seed: int, workroot: str, reduced: bool, python
               shutil.copytree(os.path.join(dirpath, d), dst)
         dirnames[:] = [d for d in dirnames if d.startswith("trial")]
       cmd.append("--stages=reid,evaluate")
+      if row == "oracle":
+        subprocess.run([python, os.path.join(ROOT, "benchmarks", "oracle_conversion.py"),
+                        f"--workdir={wdir}", f"--seed={seed}", "--data=synthetic_vireid/sysu"],
+                       check=True, cwd=ROOT)
     os.makedirs(wdir, exist_ok=True)
     print(f"== {twin} seed {seed} {row}: {' '.join(cmd)}", flush=True)
     t0, c0 = time.time(), os.times()
@@ -211,6 +222,8 @@ def main(argv=None) -> None:
     done = lambda row, s: os.path.exists(  # noqa: E731
         os.path.join(args.workroot, twin, f"seed{s}", SAME_AS.get(row, row), "results.json"))
     for row in rows:
+      if row == "oracle" and twin not in ORACLE_TWINS:
+        continue
       if args.collect and not all(done(row, s) for s in seeds):
         continue
       per_seed = [run_one(twin, row, s, args.workroot, args.reduced, args.python) for s in seeds]

@@ -60,3 +60,41 @@ def test_collect_means_over_seeds_and_aliases_bdtr(tmp_path):
   # The runs' own cost, each distinct run once (BDTR's row reuses no-conversion's runs).
   assert rep["runs"] == 6 and rep["runs_wall_s"] == 6 * 120.0 and rep["runs_cpu_s"] == 6 * 90.0
   assert "the 6 runs in the tables took 12.0 min wall, 9.0 min CPU" in md
+
+
+def test_oracle_row_replaces_the_copied_conversion_before_training(tmp_path, monkeypatch):
+  """The `oracle` row: the full run's cyclegan/ and convert/ copied, then oracle_conversion.py
+  on the copy, then re-ID and evaluation only (stubbed subprocesses record the order)."""
+  t = _tables()
+  work = str(tmp_path / "work")
+  _write_run(work, "full", 0, 0.2, "CE²L")
+  full = os.path.join(work, "sysu", "seed0", "full")
+  for d in ("cyclegan", "convert"):
+    os.makedirs(os.path.join(full, d))
+    open(os.path.join(full, d, "DONE"), "w").close()
+  calls = []
+
+  def fake_run(cmd, check, cwd):
+    calls.append(cmd)
+    if cmd[1].endswith("run.py"):
+      wdir = next(c.split("=", 1)[1] for c in cmd if c.startswith("--workdir="))
+      assert os.path.exists(os.path.join(wdir, "convert", "DONE"))  # the copy came first
+      _write_run_at(wdir, 0.3)
+
+  def _write_run_at(wdir, r1):
+    vals = {"rank1": r1, "rank10": 0.5, "rank20": 0.7, "mAP": r1, "mINP": 0.1}
+    with open(os.path.join(wdir, "results.json"), "w") as f:
+      json.dump({"oracle": {"all_single": {"mean": vals}}}, f)
+
+  monkeypatch.setattr(t.subprocess, "run", fake_run)
+  out = t.run_one("sysu", "oracle", 0, work, True, "python")
+  wdir = os.path.join(work, "sysu", "seed0", "oracle")
+  assert [os.path.basename(c[1]) for c in calls] == ["oracle_conversion.py", "run.py"]
+  assert f"--workdir={wdir}" in calls[0] and "--data=synthetic_vireid/sysu" in calls[0]
+  assert "--stages=reid,evaluate" in calls[1]
+  assert out["run"]["all_single"]["rank1"] == 0.3
+  # Not on the RegDB twin (per-trial conversions): the row is skipped there, not run.
+  calls.clear()
+  t.main(["--twins=regdb", "--rows=oracle", "--seeds=0", "--collect", f"--workroot={work}",
+          f"--out={tmp_path / 'o'}"])
+  assert calls == []
