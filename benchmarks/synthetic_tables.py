@@ -11,6 +11,8 @@ directions) and each seed it runs `run.py` for every row:
   nointra   no ℓ_intra (`reid.intra_weight=0`)
   fake_vis  one conversion direction: only the fake visible images (`input.converted_slots=visible`)
   fake_ir   the other: only the fake infrared images (`input.converted_slots=infrared`)
+  share50   CE²L with an equal share of converted draws (`input.converted_share=0.5`) in place of the
+            SYSU twin's 0.25 (configs/synthetic.py; SYSU twin only: the RegDB twin's full row is 0.5)
   oracle    CE²L with a perfect converter: every training image re-rendered by the twin's own
             generator in the other modality (benchmarks/oracle_conversion.py) in place of the
             CycleGAN's: what conversion could give at best (SYSU twin only; see `ORACLE_TWINS`)
@@ -20,7 +22,7 @@ directions) and each seed it runs `run.py` for every row:
             (measured last session: equal to the last digit, docs/notes/synthetic_benchmark.md)
   raw       raw pixels (the evaluate stage's baseline row: no training, the same for every seed)
 
-Rows that keep the conversion (nolsr, lsr_all, nointra, fake_vis, fake_ir, oracle) reuse the `full` run's CycleGAN and
+Rows that keep the conversion (nolsr, lsr_all, nointra, fake_vis, fake_ir, share50, oracle) reuse the `full` run's CycleGAN and
 converted images of the same seed (copied, then `--stages=reid,evaluate`), as a CycleGAN does not
 depend on the re-ID loss. Each cell is mean ± std over seeds of the run's value, itself the mean
 over the protocol's galleries (SYSU: 10 random galleries) or trials (RegDB). Writes
@@ -59,6 +61,7 @@ ROWS = {  # name: (label, overrides, reuses the full run's conversion)
     "nointra": ("no ℓ_intra", ["--config.reid.intra_weight=0"], True),
     "fake_vis": ("fake visible images only (IR→RGB)", ["--config.input.converted_slots=visible"], True),
     "fake_ir": ("fake infrared images only (RGB→IR)", ["--config.input.converted_slots=infrared"], True),
+    "share50": ("CE²L, converted share 0.5", ["--config.input.converted_share=0.5"], True),
     "oracle": ("CE²L, perfect conversion (the generator's own)", [], True),
     "bdtr": ("BDTR baseline (ℓ_cross + ℓ_intra + CE)",
              ["--config.cyclegan.enabled=false", "--config.reid.lsr_on=none"], False),
@@ -68,6 +71,8 @@ SAME_AS = {"bdtr": "noconv"}
 # The oracle row replaces the copied conversion with the generator's (one convert/ per workdir:
 # the RegDB twin's trials each have their own, which oracle_conversion.py does not handle).
 ORACLE_TWINS = ("sysu",)
+# Rows run on some twins only: the oracle's (above) and share50 (the RegDB twin's full row is it).
+ONLY_TWINS = {"oracle": ORACLE_TWINS, "share50": ("sysu",)}
 SETTINGS = {"sysu": ("all_single", "indoor_single"),
             "regdb": ("visible_to_thermal", "thermal_to_visible")}
 KEYS = ("rank1", "rank10", "rank20", "mAP", "mINP")
@@ -222,7 +227,7 @@ def main(argv=None) -> None:
     done = lambda row, s: os.path.exists(  # noqa: E731
         os.path.join(args.workroot, twin, f"seed{s}", SAME_AS.get(row, row), "results.json"))
     for row in rows:
-      if row == "oracle" and twin not in ORACLE_TWINS:
+      if twin not in ONLY_TWINS.get(row, (twin,)):
         continue
       if args.collect and not all(done(row, s) for s in seeds):
         continue

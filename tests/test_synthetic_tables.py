@@ -95,6 +95,31 @@ def test_oracle_row_replaces_the_copied_conversion_before_training(tmp_path, mon
   assert out["run"]["all_single"]["rank1"] == 0.3
   # Not on the RegDB twin (per-trial conversions): the row is skipped there, not run.
   calls.clear()
-  t.main(["--twins=regdb", "--rows=oracle", "--seeds=0", "--collect", f"--workroot={work}",
+  t.main(["--twins=regdb", "--rows=oracle,share50", "--seeds=0", "--collect", f"--workroot={work}",
           f"--out={tmp_path / 'o'}"])
   assert calls == []
+
+
+def test_share50_row_reuses_the_conversion_with_an_equal_share(tmp_path, monkeypatch):
+  """`share50`: the full run's conversion copied, re-ID and evaluation with converted_share 0.5
+  (the paper's equal mixing; the SYSU twin's full row draws 0.25), and only on the SYSU twin."""
+  t = _tables()
+  work = str(tmp_path / "work")
+  _write_run(work, "full", 0, 0.2, "CE²L")
+  os.makedirs(os.path.join(work, "sysu", "seed0", "full", "convert"))
+  calls = []
+
+  def fake_run(cmd, check, cwd):
+    calls.append(cmd)
+    wdir = next(c.split("=", 1)[1] for c in cmd if c.startswith("--workdir="))
+    assert os.path.isdir(os.path.join(wdir, "convert"))  # the copy came first
+    _write_run_at = {"rank1": 0.3, "rank10": 0.5, "rank20": 0.7, "mAP": 0.3, "mINP": 0.1}
+    with open(os.path.join(wdir, "results.json"), "w") as f:
+      json.dump({"share": {"all_single": {"mean": _write_run_at}}}, f)
+
+  monkeypatch.setattr(t.subprocess, "run", fake_run)
+  out = t.run_one("sysu", "share50", 0, work, True, "python")
+  assert len(calls) == 1 and "--config.input.converted_share=0.5" in calls[0]
+  assert "--stages=reid,evaluate" in calls[0] and out["run"]["all_single"]["rank1"] == 0.3
+  from configs import synthetic  # the row differs from the full row only if the default does not
+  assert synthetic.CONVERTED_SHARE != 0.5
