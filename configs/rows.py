@@ -70,10 +70,10 @@ def dataset_config(name: str) -> ml_collections.ConfigDict:
   # ... and at `resnet_tiny`'s default width (8), as the Wu / D²RL rows' networks on the twins;
   # the demo's width 16 (configs/synthetic.py) is a recipe choice, not the table's.
   c.reid.model_kwargs = ml_collections.ConfigDict()
-  # ... at 64×32 with the paper's equal share of converted draws, as the table was measured; the
+  # ... at 64×32 with an equal share of real and converted draws, as the table was measured; the
   # demo's 128×64 input and share 0.25 are recipe choices too.
   c.input.update(synthetic.INPUT_64)
-  c.input.converted_share = synthetic.PAPER_SHARE
+  c.input.converted_share = synthetic.EQUAL_SHARE
   if name == "synthetic_sysu":  # (the RegDB twin sets its own)
     c.reid.intra_margin = synthetic.INTRA_MARGIN_W8
   # The demo's flip-averaged test features (configs/synthetic.py) are not part of the table's

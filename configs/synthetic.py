@@ -11,8 +11,10 @@ images → SYSU's protocol), scaled down to a CPU:
   `weights/resnet_tiny_synthetic.npz` is the width-8 file (the RegDB twin's; the README's ablation
   tables were made with it), `weights/resnet_tiny_synthetic_500.npz` an earlier 500-person one;
 - CycleGAN at 64×32 (ngf 8, 2 residual blocks, 2-layer PatchGAN), batch 4, 400 steps;
-- re-ID: `resnet_tiny` at width 16 (twice its default) at 64×32, P=16 × K=2, flip + pad-4
-  crop, Adam lr 1e-3, 1,500 steps, ρ2 = 0.65 (below);
+- re-ID: `resnet_tiny` at width 16 (twice its default) at the twin's own 128×64 (`INPUT`; the
+  converted 64×32 images are resized up like the real ones), P=16 × K=2, flip + pad-8 crop, Adam
+  lr 1e-3, 1,500 steps, ρ2 = 0.65 (below); a training draw is a converted image with
+  probability 0.25 (`CONVERTED_SHARE`, CamStyle's mixing; 0.5 = equal mixing costs here);
 - evaluation: SYSU's settings, 10 random galleries each, features averaged with the flipped
   image's (`eval.flip`, as CAJ's and AGW's test code; +1.2 rank-1 in the harness), and the
   raw-pixel baseline row.
@@ -22,10 +24,12 @@ images → SYSU's protocol), scaled down to a CPU:
   python run.py --config=configs/synthetic.py --workdir=workdirs/demo
   python run.py --config=configs/synthetic.py:noconv --workdir=workdirs/demo_noconv
 
-Measured (docs/notes/synthetic_benchmark.md §4c, README): 4 min 39 s – 5 min 44 s wall on the
-project's 2 cores with no other jobs, dataset built. All-search single-shot over seeds 0–2:
-rank-1 13.51 ± 0.68 %, mAP 20.21 ± 0.43 % (raw pixels 2.8 / 5.6; chance rank-1 1 %); `:noconv`
-21.45 ± 1.80 / 29.23 ± 1.88: at this CycleGAN's size conversion costs.
+Measured (docs/notes/synthetic_benchmark.md §4e, README), 2026-12-03 on the project's 2 cores:
+6 min 15 s wall alone with the dataset built in the run (seed 0, converted share 0.5; the share
+does not change the cost). All-search single-shot over seeds 0–2: see the README's demo table
+(CE²L here 26–27 % rank-1, 33–34 % mAP per seed; raw pixels 2.8 / 5.7; chance rank-1 1 %);
+`:noconv` is higher still (37 / 45 on seed 0): on this twin conversion does not pay, even a
+perfect one (§4d).
 """
 
 import os
@@ -51,10 +55,12 @@ INPUT = dict(resize=(128, 64), pad=8, crop=(128, 64), image_size=(128, 64))
 # 64×32: the input the RegDB twin's, the AlexNet's and the paper table rows' figures were
 # measured with before 2026-12-03 (they keep it).
 INPUT_64 = dict(resize=(64, 32), pad=4, crop=(64, 32), image_size=(64, 32))
-# P(a training draw is a converted image) (`input.converted_share`, §4d): 0.25 — the paper adds
-# the converted images to the training set without saying how often they are drawn; an equal
-# share (0.5, `PAPER_SHARE`) costs 3–4 rank-1 here, as every measured share above 0.
-CONVERTED_SHARE, PAPER_SHARE = 0.25, 0.5
+# P(a training draw is a converted image) (`input.converted_share`, §4e): 0.25. CE²L adds the
+# converted images to the training set with LSR, as CamStyle (Zhong et al., CVPR 2018) did, whose
+# reference training command draws 128 real + 46 converted images per batch (`--camstyle 46`,
+# zhunzhong07/CamStyle README): a share of 0.26. An equal share (0.5, `EQUAL_SHARE`, what the
+# tables' rows and the RegDB twin were measured with) costs 2–3 rank-1 here.
+CONVERTED_SHARE, EQUAL_SHARE = 0.25, 0.5
 
 
 def split_arg(arg):

@@ -70,7 +70,7 @@ def get_config(arg=None):
   c = synthetic.get_config("reduced" if reduced else None)
   c.init = PRETRAINED
   c.input.update(dict(resize=SIZE, pad=4, crop=SIZE, image_size=SIZE))
-  c.input.converted_share = synthetic.PAPER_SHARE  # as measured (docs/notes/synthetic_alexnet.md)
+  c.input.converted_share = synthetic.EQUAL_SHARE  # as measured (docs/notes/synthetic_alexnet.md)
   c.reid.model = "alexnet_tiny"
   c.reid.model_kwargs = ml_collections.ConfigDict({"dropout": 0.0})  # (not the ResNet's width)
   c.reid.intra_margin = 0.6

@@ -240,7 +240,7 @@ def test_every_row_config_loads_for_every_dataset(dataset):
     assert c.init == "" or real
     if not real:  # the table's rows at `resnet_tiny`'s default width, not the demo's 16
       assert "width" not in c.reid.model_kwargs, (row, c.reid.model_kwargs)
-      # ... and at 64×32 with the paper's equal share of converted draws, as measured (the demo's
+      # ... and at 64×32 with an equal share of real and converted draws, as measured (the demo's
       # 128×64 and share 0.25 are its recipe, configs/synthetic.py)
       assert tuple(c.input.image_size) == tuple(c.input.crop) == (64, 32), (row, c.input)
       assert c.input.converted_share == 0.5

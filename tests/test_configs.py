@@ -128,7 +128,7 @@ def test_synthetic_demo_sizes():
 
 def test_twin_configs_keep_what_was_measured():
   """The RegDB twin and the AlexNet on the SYSU twin were measured at 64×32 (67×67) with the
-  paper's equal share of converted draws; the SYSU demo's 128×64 / 0.25 must not leak into them."""
+  equal share of real and converted draws; the SYSU demo's 128×64 / 0.25 must not leak into them."""
   from configs import synthetic
   demo, regdb_twin, alexnet = (load(n) for n in ("synthetic", "synthetic_regdb", "synthetic_alexnet"))
   assert demo.input.converted_share == synthetic.CONVERTED_SHARE == 0.25

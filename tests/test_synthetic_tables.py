@@ -102,7 +102,7 @@ def test_oracle_row_replaces_the_copied_conversion_before_training(tmp_path, mon
 
 def test_share50_row_reuses_the_conversion_with_an_equal_share(tmp_path, monkeypatch):
   """`share50`: the full run's conversion copied, re-ID and evaluation with converted_share 0.5
-  (the paper's equal mixing; the SYSU twin's full row draws 0.25), and only on the SYSU twin."""
+  (equal mixing; the SYSU twin's full row draws 0.25), and only on the SYSU twin."""
   t = _tables()
   work = str(tmp_path / "work")
   _write_run(work, "full", 0, 0.2, "CE²L")
