@@ -43,6 +43,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from ce2l_jax import workdir  # noqa: E402
+
 # The heaviest kind of work first: a fusion containing a dot and a reduce is a dot.
 CATEGORIES = ("convolution", "dot", "select-and-scatter", "reduce-window", "scatter", "gather",
               "reduce", "pad", "transpose", "copy", "elementwise")
@@ -56,13 +58,16 @@ _OPNAME = re.compile(r'op_name="([^"]*)"')
 
 
 def parse_hlo(text: str) -> dict:
-  """{instruction: {'opcode', 'calls', 'op_name'}} of every computation, and each computation's
-  opcodes under the key ('computation', name)."""
-  instrs, comps, current = {}, collections.defaultdict(list), None
+  """{'instrs': {instruction: {'opcode', 'calls', 'op_name', 'computation'}}, 'comps':
+  {computation: [opcodes]}, 'callees': {computation: {computations its instructions call}},
+  'entry': the ENTRY computation's name} of an optimised HLO module's text."""
+  instrs, current, entry = {}, None, None
+  comps, callees = collections.defaultdict(list), collections.defaultdict(set)
   for line in text.splitlines():
     m = _COMP.match(line)
     if m and not line.startswith(" "):
       current = m.group(1)
+      entry = current if line.startswith("ENTRY") else entry
       continue
     m = _INSTR.match(line)
     if not m:
@@ -73,13 +78,15 @@ def parse_hlo(text: str) -> dict:
     instrs[name] = {"opcode": opcode, "calls": calls.group(1) if calls else None,
                     "op_name": op_name.group(1) if op_name else "", "computation": current}
     comps[current].append(opcode)
-  return {"instrs": instrs, "comps": comps}
+    if calls:
+      callees[current].add(calls.group(1))
+  return {"instrs": instrs, "comps": comps, "callees": callees, "entry": entry}
 
 
-def category(hlo: dict, name: str, _seen=None) -> str:
+def category(hlo: dict, name: str) -> str:
   """The category (CATEGORIES) of instruction `name`, looking into the computations it calls."""
   ins = hlo["instrs"][name]
-  ops = _called_opcodes(hlo, ins, set()) | {ins["opcode"]}
+  ops = _called_opcodes(hlo, ins["calls"], set()) | {ins["opcode"]}
   if ins["opcode"] == "custom-call" and "conv" in ins["op_name"]:
     return "convolution"
   for cat in CATEGORIES[:8]:  # convolution … pad
@@ -90,15 +97,14 @@ def category(hlo: dict, name: str, _seen=None) -> str:
   return "transpose" if "transpose" in ops else "copy"
 
 
-def _called_opcodes(hlo: dict, ins: dict, seen: set) -> set:
-  comp = ins["calls"]
+def _called_opcodes(hlo: dict, comp: str | None, seen: set) -> set:
+  """Every opcode of computation `comp` and of the computations it calls, transitively."""
   if not comp or comp in seen:
     return set()
   seen.add(comp)
   ops = set(hlo["comps"].get(comp, ()))
-  for other in hlo["instrs"].values():
-    if other["computation"] == comp and other["calls"]:
-      ops |= _called_opcodes(hlo, other, seen)
+  for callee in hlo["callees"].get(comp, ()):
+    ops |= _called_opcodes(hlo, callee, seen)
   return ops
 
 
@@ -226,10 +232,7 @@ def main(argv=None) -> None:
                              "executor_ms", "load", "form")}
     out["by_category_ms"] = {f"{c}/{p}": v for (c, p), v in r["by_category"].items()}
     out["by_instruction_ms"] = dict(r["by_instruction"].most_common())
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(out, f, indent=1)
-    os.replace(tmp, args.json)
+    workdir.write_json(args.json, out)
 
 
 if __name__ == "__main__":
