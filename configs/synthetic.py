@@ -24,12 +24,11 @@ images → SYSU's protocol), scaled down to a CPU:
   python run.py --config=configs/synthetic.py --workdir=workdirs/demo
   python run.py --config=configs/synthetic.py:noconv --workdir=workdirs/demo_noconv
 
-Measured (docs/notes/synthetic_benchmark.md §4e, README), 2026-12-03 on the project's 2 cores:
-6 min 15 s wall alone with the dataset built in the run (seed 0, converted share 0.5; the share
-does not change the cost). All-search single-shot over seeds 0–2: see the README's demo table
-(CE²L here 26–27 % rank-1, 33–34 % mAP per seed; raw pixels 2.8 / 5.7; chance rank-1 1 %);
-`:noconv` is higher still (37 / 45 on seed 0): on this twin conversion does not pay, even a
-perfect one (§4d).
+Measured (docs/notes/synthetic_benchmark.md §4e, README), 2026-12-03 on the project's 2 cores
+alone: `make demo` from a fresh clone, venv and dataset included, 7 min 24 s wall. All-search
+single-shot over seeds 0–2: rank-1 26.70 ± 0.49 %, mAP 33.59 ± 0.25 % (raw pixels 2.83 / 5.70;
+chance rank-1 1 %); `:noconv` 36.58 ± 0.40 / 44.47 ± 0.15: on this twin conversion does not
+pay, even a perfect one (§4d).
 """
 
 import os
@@ -59,7 +58,8 @@ INPUT_64 = dict(resize=(64, 32), pad=4, crop=(64, 32), image_size=(64, 32))
 # converted images to the training set with LSR, as CamStyle (Zhong et al., CVPR 2018) did, whose
 # reference training command draws 128 real + 46 converted images per batch (`--camstyle 46`,
 # zhunzhong07/CamStyle README): a share of 0.26. An equal share (0.5, `EQUAL_SHARE`, what the
-# tables' rows and the RegDB twin were measured with) costs 2–3 rank-1 here.
+# tables' rows and the RegDB twin were measured with) costs 3.6 rank-1 at the demo's scale
+# and 2.7 at the reduced one here (§4e, §5).
 CONVERTED_SHARE, EQUAL_SHARE = 0.25, 0.5
 
 
