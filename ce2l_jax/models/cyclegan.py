@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ce2l_jax.models.conv import Conv, ConvTranspose
-from ce2l_jax.models.layers import compute_dtype
+from ce2l_jax.models.layers import compute_dtype, materialize
 
 ROLES = ("gen_rgb2ir", "gen_ir2rgb", "disc_rgb", "disc_ir")
 
@@ -54,7 +54,7 @@ class ResnetBlock(nn.Module):
     init = nn.initializers.normal(self.init_std)
     conv = lambda: Conv(self.features, (3, 3), padding="VALID", kernel_init=init, dtype=self.dtype)
     y = nn.relu(_instance_norm(self.dtype)(conv()(_reflect_pad(x, 1))))
-    return x + _instance_norm(self.dtype)(conv()(_reflect_pad(y, 1)))
+    return materialize(x + _instance_norm(self.dtype)(conv()(_reflect_pad(y, 1))))
 
 
 def output_dtype(compute: Any) -> Any:

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ce2l_jax.models.conv import Conv
-from ce2l_jax.models.layers import max_pool
+from ce2l_jax.models.layers import materialize, max_pool
 from ce2l_jax.models.norm import BatchNorm
 
 RESNET50_BLOCKS = (3, 4, 6, 3)
@@ -62,7 +62,7 @@ class Bottleneck(nn.Module):
     y = bn("bn3")(cv(self.planes * EXPANSION, 1, 1, "conv3")(y))
     if self.downsample:
       x = bn("downsample_bn")(cv(self.planes * EXPANSION, 1, self.stride, "downsample_conv")(x))
-    return nn.relu(x + y)
+    return materialize(nn.relu(x + y))
 
 
 def stage_specs(width: int, blocks: Sequence[int],
