@@ -1,6 +1,8 @@
 """grain pipelines: batch contracts, determinism, workers, resume, multi-process slices, eval."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -307,3 +309,29 @@ def test_synthetic_builder_integration(tmp_path):
   np.testing.assert_array_equal(b["pid"][0], b["pid"][1])
   np.testing.assert_array_equal(pipe.label_map[b["pid"]], pipe.source.labels().pid[b["_index"]])
   assert set(b["camid"][0]) <= {1, 2, 4, 5} and set(b["camid"][1]) <= {3, 6}
+
+
+def test_a_synthetic_source_reads_its_own_data_version(tmp_path):
+  """A data dir holding a newer version folder of a synthetic config (another checkout's data)
+  is not read in place of the version this code renders and `dataset_is_built` checked."""
+  import json
+  import shutil
+  from ce2l_jax import datasets
+  from ce2l_jax.data import synthetic
+  data_dir = str(tmp_path)
+  datasets.build_synthetic("tiny", data_dir)
+  current = synthetic.data_version("tiny")
+  folder = tmp_path / "synthetic_vireid" / "tiny"
+  shutil.copytree(folder / current, folder / "9.9.9")
+  info = folder / "9.9.9" / "dataset_info.json"
+  info.write_text(json.dumps({**json.loads(info.read_text()), "version": "9.9.9"}))
+  # read in a fresh process, as run.py reads a built dataset (the builder's code not imported:
+  # TFDS then takes the newest version folder unless the name pins one)
+  code = ("from ce2l_jax.data import sources; s = sources.TfdsSource('synthetic_vireid/tiny', "
+          f"'train', {data_dir!r}); print(s.name, s._ds.dataset_info.version)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.split()[-2:] == [f"synthetic_vireid/tiny:{current}", current], out.stdout
+  # an explicit version is kept
+  assert sources.pinned_version("synthetic_vireid/tiny:9.9.9") == "synthetic_vireid/tiny:9.9.9"
+  assert sources.pinned_version("sysu_mm01/all") == "sysu_mm01/all"

@@ -79,6 +79,21 @@ def get_records(source: Source, indices: Sequence[int]) -> list[dict[str, Any]]:
 _LABEL_CACHE: dict[tuple[str, ...], Labels] = {}
 
 
+def pinned_version(name: str) -> str:
+  """A synthetic config's name with its current data version (`synthetic.data_version`) unless a
+  version is given. Without it `tfds.data_source` reads the newest version folder on disk, which
+  need not be the one this code renders and `datasets.dataset_is_built` checked (a data dir that
+  also holds another checkout's newer data was read in its place)."""
+  base, colon, _ = name.partition(":")
+  builder, _, config = base.partition("/")
+  if colon or builder != "synthetic_vireid":
+    return name
+  from ce2l_jax.data import synthetic  # light (numpy only)
+  if config not in synthetic.CONFIGS:
+    return name
+  return f"{base}:{synthetic.data_version(config)}"
+
+
 class TfdsSource:
   """A built TFDS dataset split read with `tfds.data_source` (random access, no TensorFlow).
 
@@ -94,6 +109,8 @@ class TfdsSource:
     self.decode_images = decode_images
     self.label_cache_dir = label_cache_dir
     decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
+    name = pinned_version(name)
+    self.name = name
     try:
       self._ds = tfds.data_source(name, split=split, data_dir=data_dir, decoders=decoders, download=False)
     except Exception as e:  # tfds raises several types for "not built"
