@@ -148,6 +148,37 @@ def write_weights(out: str, variables: dict, model: str) -> None:
   os.replace(tmp, out)
 
 
+def spread_fc6(weights: dict, pool5_hw: tuple[int, int]) -> dict:
+  """A BVLC-layout AlexNet dict made at an input whose pool5 is 1×1, for a larger input whose
+  pool5 is h×w: fc6's weight over each channel is spread evenly over the h·w positions (Caffe's
+  (C, H, W) flatten), i.e. fc6 of the pool5 map's average, which is what the smaller network
+  computed on a 1×1 map. Convolutions are size-independent and kept. (How the 99×99 file was
+  started from the 67×67 one; docs/notes/synthetic_alexnet.md.)"""
+  w, b = weights["fc6"]
+  h, wd = pool5_hw
+  out = dict(weights)
+  out["fc6"] = [np.repeat(np.asarray(w)[:, :, None], h * wd, axis=2).reshape(w.shape[0], -1)
+                / (h * wd), b]
+  return out
+
+
+def _fc6_for_input(path: str, variables, folder: str) -> str:
+  """`path`, or a spread copy of it (`spread_fc6`, written next to `out`) when its fc6 reads a 1×1
+  pool5 of the channels the model's pool5 has at a larger size."""
+  from ce2l_jax.models import pretrained
+  raw = pretrained.read_pickled_npy(path)
+  want = pretrained.bvlc_alexnet_file_shapes(variables, "caffe")["fc6"]
+  have = tuple(np.asarray(raw["fc6"][0]).shape)
+  c5 = np.asarray(raw["conv5"][0]).shape[0]
+  if have == tuple(want) or have[1] != c5 or want[1] % c5:
+    return path  # the same size, or not a 1×1 file: the loader checks (and names the fix)
+  hw = int(round((want[1] // c5) ** 0.5))
+  spread = os.path.join(folder, os.path.basename(path).replace(".npy", f"_fc6x{hw}.npy"))
+  np.save(spread, spread_fc6(raw, (hw, hw)), allow_pickle=True)
+  print(json.dumps({"init": path, "fc6_spread_to": [hw, hw], "file": spread}), flush=True)
+  return spread
+
+
 def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: int, lr: float,
              weight_decay: float, seed: int, pad: int = 4, model_kwargs: str = "",
              cache: str = "", save_every: int = 0, init: str = "", log_every: int = 100) -> dict:
@@ -178,6 +209,8 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
   variables = reid_trainer.init_variables(net, tuple(size) + (3,), jax.random.PRNGKey(seed))
   if init:
     from ce2l_jax.models import pretrained
+    if "alexnet" in model:
+      init = _fc6_for_input(init, variables, os.path.dirname(os.path.abspath(out)))
     variables = pretrained.pretrained_loader(model)(init, variables)
   state = TrainState.create(variables, tx, jax.random.PRNGKey(seed + 1))
   rng = np.random.default_rng(seed)

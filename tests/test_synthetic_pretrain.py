@@ -166,3 +166,32 @@ def test_committed_resnet_file_loads_into_the_configs_model(name):
   stems = [k for k in loaded["params"] if k.startswith("stem_")]
   assert len(stems) == 2
   np.testing.assert_array_equal(*(jax.tree.leaves(loaded["params"][s])[0] for s in stems))
+
+
+def test_spread_fc6_is_fc6_of_the_pool5_average():
+  """A 1×1-pool5 file's fc6 spread over an h×w pool5 (Caffe's (C, H, W) flatten) computes fc6 of
+  the map's per-channel average — what the smaller network computed on its 1×1 map."""
+  rng = np.random.default_rng(0)
+  w, b = rng.normal(size=(6, 4)), rng.normal(size=6)
+  raw = {"conv5": [np.zeros((4, 2, 3, 3)), np.zeros(4)], "fc6": [w, b]}
+  out = synthetic_pretrain.spread_fc6(raw, (2, 3))
+  x = rng.normal(size=(4, 2, 3))  # (C, H, W)
+  np.testing.assert_allclose(out["fc6"][0] @ x.reshape(-1), w @ x.mean(axis=(1, 2)), rtol=1e-12)
+  assert out["fc6"][1] is b and out["conv5"] is raw["conv5"]
+
+
+def test_a_67_file_starts_the_99_network(tmp_path, trained):
+  """`--init` with a 67×67 file (pool5 1×1) for a 99×99 run (pool5 2×2): fc6 is spread and the
+  file loads through the real-weights loader; a file of the right size is used as it is."""
+  model, variables = trained
+  small = random_variables(model, 67, 67, seed=5)
+  path = str(tmp_path / "a67.npy")
+  synthetic_pretrain.write_weights(path, small, "alexnet_tiny")
+  spread = synthetic_pretrain._fc6_for_input(path, variables, str(tmp_path))
+  assert spread != path and pretrained.read_pickled_npy(spread)["fc6"][0].shape == (256, 128)
+  loaded = pretrained.load_bvlc_alexnet(spread, variables)
+  np.testing.assert_allclose(loaded["params"]["stream_v"]["conv1"]["kernel"],
+                             small["params"]["stream_v"]["conv1"]["kernel"], rtol=1e-5, atol=1e-6)
+  same = str(tmp_path / "a99.npy")
+  synthetic_pretrain.write_weights(same, variables, "alexnet_tiny")
+  assert synthetic_pretrain._fc6_for_input(same, variables, str(tmp_path)) == same
