@@ -127,8 +127,8 @@ def test_synthetic_demo_sizes():
 
 
 def test_twin_configs_keep_what_was_measured():
-  """The RegDB twin and the AlexNet on the SYSU twin were measured at 64×32 (67×67) with the
-  equal share of real and converted draws; the SYSU demo's 128×64 / 0.25 must not leak into them."""
+  """The RegDB twin was measured at 64×32 with the equal share of real and converted draws; the
+  SYSU demo's 128×64 / 0.25 must not leak into it. The AlexNet keeps its own measured input."""
   from configs import synthetic
   demo, regdb_twin, alexnet = (load(n) for n in ("synthetic", "synthetic_regdb", "synthetic_alexnet"))
   assert demo.input.converted_share == synthetic.CONVERTED_SHARE == 0.25
@@ -137,7 +137,10 @@ def test_twin_configs_keep_what_was_measured():
     assert tuple(r.input.image_size) == tuple(r.input.crop) == tuple(r.input.resize) == (64, 32)
     assert r.input.pad == 4 and r.input.converted_share == 0.5
   assert regdb_twin.data.protocol == "regdb"
-  assert tuple(alexnet.input.image_size) == (67, 67) and alexnet.input.converted_share == 0.5
+  # the AlexNet: 99×99 with the demo's share and a CycleGAN at the twin's 128×64 (measured so)
+  assert tuple(alexnet.input.image_size) == (99, 99)
+  assert alexnet.input.converted_share == synthetic.CONVERTED_SHARE
+  assert tuple(alexnet.cyclegan.image_size) == (128, 64) != tuple(demo.cyclegan.image_size)
 
 
 def test_smoke_is_synthetic_on_the_tiny_dataset():

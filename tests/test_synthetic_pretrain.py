@@ -98,7 +98,8 @@ def test_synthetic_alexnet_config_is_the_demo_with_the_papers_network():
   base, c = load("synthetic"), load("synthetic_alexnet")
   diff = set(config_check.diff_configs(json.loads(base.to_json_best_effort()),
                                        json.loads(c.to_json_best_effort())))
-  assert {k for k in diff if not k.startswith(("input.", "reid."))} == {"init", "eval.flip"}
+  assert {k for k in diff if not k.startswith(("input.", "reid."))} == {
+      "init", "eval.flip", "cyclegan.image_size"}
   assert c.reid.model == "alexnet_tiny" and c.init.endswith("alexnet_tiny_synthetic.npy")
   assert os.path.dirname(c.init) == os.path.join(ROOT, "weights")
   h, w = c.input.image_size
