@@ -174,7 +174,9 @@ def _fc6_for_input(path: str, variables, folder: str) -> str:
     return path  # the same size, or not a 1×1 file: the loader checks (and names the fix)
   hw = int(round((want[1] // c5) ** 0.5))
   spread = os.path.join(folder, os.path.basename(path).replace(".npy", f"_fc6x{hw}.npy"))
-  np.save(spread, spread_fc6(raw, (hw, hw)), allow_pickle=True)
+  tmp = spread + f".tmp{os.getpid()}.npy"
+  np.save(tmp, spread_fc6(raw, (hw, hw)), allow_pickle=True)
+  os.replace(tmp, spread)
   print(json.dumps({"init": path, "fc6_spread_to": [hw, hw], "file": spread}), flush=True)
   return spread
 

@@ -196,3 +196,20 @@ def test_a_67_file_starts_the_99_network(tmp_path, trained):
   same = str(tmp_path / "a99.npy")
   synthetic_pretrain.write_weights(same, variables, "alexnet_tiny")
   assert synthetic_pretrain._fc6_for_input(same, variables, str(tmp_path)) == same
+
+
+def test_pretrain_from_a_67_file_at_99(tmp_path, trained):
+  """`pretrain(init=<67×67 file>)` at 99×99 (the second stage's command) starts from the spread
+  file: one step on `tiny`, and the written conv1 is the 67 file's moved by one Adam step."""
+  model, _ = trained
+  small = random_variables(model, 67, 67, seed=6)
+  init = str(tmp_path / "a67.npy")
+  synthetic_pretrain.write_weights(init, small, "alexnet_tiny")
+  out = str(tmp_path / "a99.npy")
+  synthetic_pretrain.pretrain(out, model="alexnet_tiny", data="tiny", size=(99, 99), steps=1, p=2,
+                              k=2, lr=1e-6, weight_decay=0.0, seed=0, init=init, log_every=1,
+                              model_kwargs='{"dropout": 0.0}')
+  assert (tmp_path / "a67_fc6x2.npy").exists()
+  got, want = (pretrained.read_pickled_npy(f) for f in (out, init))
+  assert got["fc6"][0].shape == (256, 128)
+  np.testing.assert_allclose(got["conv1"][0], want["conv1"][0], atol=1e-4)

@@ -105,12 +105,11 @@ class TfdsSource:
   def __init__(self, name: str, split: str, data_dir: str | None = None, decode_images: bool = False,
                label_cache_dir: str | None = None):
     import tensorflow_datasets as tfds  # heavy; only where a TFDS source is used
+    name = pinned_version(name)
     self.name, self.split, self.data_dir = name, split, data_dir
     self.decode_images = decode_images
     self.label_cache_dir = label_cache_dir
     decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
-    name = pinned_version(name)
-    self.name = name
     try:
       self._ds = tfds.data_source(name, split=split, data_dir=data_dir, decoders=decoders, download=False)
     except Exception as e:  # tfds raises several types for "not built"
