@@ -15,6 +15,12 @@ CycleGAN, flip-averaged test features), except ρ2 (below).
 
   python run.py --config=configs/synthetic_regdb.py --workdir=workdirs/regdb_twin           # 10 trials
   python run.py --config=configs/synthetic_regdb.py:reduced --workdir=workdirs/regdb_twin1  # trial 1, shorter
+  python run.py --config=configs/synthetic_regdb.py:reduced,res128,noconv --workdir=...     # §6c's runs
+
+`res128`: configs/synthetic.py's recipe instead (width-16 `resnet_tiny` from its file, 128×64,
+converted share 0.25, ρ2 0.65), as measured in docs/notes/thermal_twin.md §6c (no conversion,
+seeds 0–2: 2.90 ± 0.64 rank-1 visible→thermal; with `--config.input.channel_aug.mode=adap_gray
+--config.input.channel_aug.prob=0.5` 4.68 ± 0.83). Not the default: the tables are at 64×32.
 
 Measured (docs/notes/thermal_twin.md §6a, 2026-12-01, trial 1): it barely learns. The re-ID
 harness without conversion (`benchmarks/diagnose_synthetic.py --data=regdb_trial1
@@ -34,6 +40,9 @@ from configs import synthetic
 
 def get_config(arg=None):
   reduced, rest = synthetic.split_arg(arg)
+  opts = [o for o in rest.split(",") if o]
+  res128 = "res128" in opts  # the SYSU demo's recipe (docs/notes/thermal_twin.md §6c)
+  rest = ",".join(o for o in opts if o != "res128")
   c = synthetic.get_config("reduced" if reduced else None)
   c.data.name = "synthetic_vireid/regdb"
   c.data.protocol = "regdb"
@@ -53,4 +62,10 @@ def get_config(arg=None):
   c.reid.intra_margin = 0.6
   if reduced:
     c.data.trials = (1,)
+  if res128:  # measured, not adopted: its tables are the 64×32 recipe's
+    c.init = synthetic.PRETRAINED
+    c.reid.model_kwargs = ml_collections.ConfigDict({"width": synthetic.WIDTH})
+    c.input.update(synthetic.INPUT)
+    c.input.converted_share = synthetic.CONVERTED_SHARE
+    c.reid.intra_margin = synthetic.INTRA_MARGIN
   return base.apply_arg(c, rest)

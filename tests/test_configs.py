@@ -231,3 +231,17 @@ def test_a_typo_inside_a_config_file_is_one_line(tmp_path):
   assert p.returncode == 2
   assert [s for s in p.stderr.splitlines() if s.strip()] == [
       f"error: unknown config key 'reid.lrr' (did you mean 'reid.lr'?) in {bad}"], p.stderr
+
+
+def test_regdb_res128_is_the_demos_recipe_on_the_regdb_twin():
+  """`synthetic_regdb.py:reduced,res128` (docs/notes/thermal_twin.md §6c): the SYSU demo's
+  model, init, input, share and ρ2 on the RegDB twin's data, protocol and trial."""
+  demo, r = load("synthetic", "reduced"), load("synthetic_regdb", "reduced,res128,noconv")
+  for key in ("init", "reid.model_kwargs", "input.image_size", "input.crop", "input.resize",
+              "input.pad", "input.converted_share", "reid.intra_margin", "reid.num_steps"):
+    a, b = demo, r
+    for part in key.split("."):
+      a, b = a[part], b[part]
+    assert a == b, key
+  assert r.data.name == "synthetic_vireid/regdb" and r.data.protocol == "regdb"
+  assert tuple(r.data.trials) == (1,) and not r.cyclegan.enabled
