@@ -12,7 +12,7 @@ directions) and each seed it runs `run.py` for every row:
   fake_vis  one conversion direction: only the fake visible images (`input.converted_slots=visible`)
   fake_ir   the other: only the fake infrared images (`input.converted_slots=infrared`)
   share50   CE²L with an equal share of converted draws (`input.converted_share=0.5`) in place of the
-            SYSU twin's 0.25 (configs/synthetic.py; SYSU twin only: the RegDB twin's full row is 0.5)
+            twins' 0.25 (configs/synthetic.py)
   oracle    CE²L with a perfect converter: every training image re-rendered by the twin's own
             generator in the other modality (benchmarks/oracle_conversion.py) in place of the
             CycleGAN's: what conversion could give at best (SYSU twin only; see `ORACLE_TWINS`)
@@ -71,8 +71,8 @@ SAME_AS = {"bdtr": "noconv"}
 # The oracle row replaces the copied conversion with the generator's (one convert/ per workdir:
 # the RegDB twin's trials each have their own, which oracle_conversion.py does not handle).
 ORACLE_TWINS = ("sysu",)
-# Rows run on some twins only: the oracle's (above) and share50 (the RegDB twin's full row is it).
-ONLY_TWINS = {"oracle": ORACLE_TWINS, "share50": ("sysu",)}
+# Rows run on some twins only: the oracle's (above).
+ONLY_TWINS = {"oracle": ORACLE_TWINS}
 SETTINGS = {"sysu": ("all_single", "indoor_single"),
             "regdb": ("visible_to_thermal", "thermal_to_visible")}
 KEYS = ("rank1", "rank10", "rank20", "mAP", "mINP")

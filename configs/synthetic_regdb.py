@@ -10,26 +10,31 @@ garments warmer) —, fabric emissivity ~0.9 whatever the dye (prints nearly inv
 pass, a microbolometer camera with plateau-equalization gain. So thermal shares the silhouette and
 the garment kind with the visible image, and garment luminance only partly (in the sun), not
 colour. Evaluated both directions (visible→thermal, thermal→visible), every trial in turn,
-pooled. Everything else is configs/synthetic.py's recipe (pretrained `resnet_tiny` at 64×32, small
-CycleGAN, flip-averaged test features), except ρ2 (below).
+pooled.
+
+The recipe (docs/notes/thermal_twin.md §6c, §10): configs/synthetic.py's (pretrained width-16
+`resnet_tiny` at 128×64, small CycleGAN, a quarter of the draws converted, ρ2 0.65, flip-averaged
+test features) plus CAJ's greyscale augmentation (`ChannelAdapGray`, Ye et al. ICCV 2021): half
+of the visible training images become one of their channels or their grey image, so the visible
+features cannot rest on colour alone, the cue the thermal camera does not share.
 
   python run.py --config=configs/synthetic_regdb.py --workdir=workdirs/regdb_twin           # 10 trials
   python run.py --config=configs/synthetic_regdb.py:reduced --workdir=workdirs/regdb_twin1  # trial 1, shorter
   python run.py --config=configs/synthetic_regdb.py:reduced,res128,noconv --workdir=...     # §6c's runs
 
-`res128`: configs/synthetic.py's recipe instead (width-16 `resnet_tiny` from its file, 128×64,
-converted share 0.25, ρ2 0.65), as measured in docs/notes/thermal_twin.md §6c (no conversion,
-seeds 0–2: 2.90 ± 0.64 rank-1 visible→thermal; with `--config.input.channel_aug.mode=adap_gray
---config.input.channel_aug.prob=0.5` 4.68 ± 0.83). Not the default: the tables are at 64×32.
+Options: `res128` = the recipe without the greyscale augmentation (§6c's first runs); `res64` =
+the recipe of the tables measured until 2026-12-03 (width-8 `resnet_tiny` from its file at
+64×32, an equal share of real and converted draws, ρ2 0.6; §6a–§6b).
 
-Measured (docs/notes/thermal_twin.md §6a, 2026-12-01, trial 1): it barely learns. The re-ID
-harness without conversion (`benchmarks/diagnose_synthetic.py --data=regdb_trial1
---protocol=regdb`, this recipe, 1,500 steps) gives 1.8–2.2 % rank-1 / ~3 % mAP both directions
-over 3 seeds (chance 0.49 %; raw pixels 0.2 %), against ~17 % on the SYSU twin, while
-visible→visible retrieval of the unseen people is 99.7 % and thermal→thermal 71 %; CAJ greyscale,
-λ_cross 3 and no pretraining stay in the same band (one seed each). The closed-set control (the
-test people seen in training) reaches 9–14 %: the cue the two modalities share (silhouette,
-garment kind) is weak and the visible features do not learn it.
+Measured (2026-12-03, trial 1, 750 re-ID steps, no conversion, seeds 0–2; rank-1 / mAP %,
+visible→thermal; chance 0.49 %): `res64` (1,500 steps, harness) 2.17 ± 0.29 / 2.91, `res128`
+2.90 ± 0.64 / 3.84 ± 0.40, the recipe **4.68 ± 0.83 / 5.26 ± 0.66** (thermal→visible 3.54 ±
+1.04 / 5.02 ± 0.76). Greyscale on every visible image (prob 1.0) 1.46, plus random erasing 0.5
+4.56, P=8 × K=4 4.27 (seed 0; the recipe's seed 0: 5.34). It learns, barely: while the same
+network retrieves visible→visible 99.7 % and thermal→thermal 71 % of the unseen people, what the
+thermal image shares with the visible one (silhouette, garment kind; garment luminance only in
+the sun) is weak (§6a: the closed-set control, test people seen in training, reaches 9–14 %).
+The ablation tables: docs/results/synthetic_tables_regdb.md (`make tables`).
 """
 
 import ml_collections
@@ -38,34 +43,35 @@ from configs import base
 from configs import synthetic
 
 
+# ℓ_intra's margin of the width-8 recipe (`res64`): D(positive, hardest cross negative) within a
+# modality rises to 0.57–0.61 over training on this twin (0.50–0.54 on the SYSU twin), so width 8's
+# ρ2 = 0.45 left ℓ_intra active on only 4 % of anchors by step 1,500 (0.46 → 0.04); ρ2 = 0.6 keeps
+# it acting (0.55 → 0.18), rank-1 no different (thermal_twin.md §7). The width-16 recipe takes
+# configs/synthetic.py's 0.65, set the same way for its distances.
+INTRA_MARGIN_W8 = 0.6
+# CAJ's ChannelAdapGray on half of the visible images (slot 0).
+CHANNEL_AUG = dict(mode="adap_gray", prob=0.5, slots=(0,))
+OPTIONS = ("res128", "res64")
+
+
 def get_config(arg=None):
   reduced, rest = synthetic.split_arg(arg)
   opts = [o for o in rest.split(",") if o]
-  res128 = "res128" in opts  # the SYSU demo's recipe (docs/notes/thermal_twin.md §6c)
-  rest = ",".join(o for o in opts if o != "res128")
-  c = synthetic.get_config("reduced" if reduced else None)
+  chosen = [o for o in opts if o in OPTIONS]
+  if len(chosen) > 1:
+    raise ValueError(f"one of {', '.join(OPTIONS)} at most, got {', '.join(chosen)}")
+  rest = ",".join(o for o in opts if o not in OPTIONS)
+  c = synthetic.get_config("reduced" if reduced else None)  # the demo's recipe
   c.data.name = "synthetic_vireid/regdb"
   c.data.protocol = "regdb"
-  # The RegDB twin keeps `resnet_tiny` at its default width 8 and the width-8 pretrained file: its
-  # tables were measured so, and width 16 was not measured on it.
-  c.init = synthetic.PRETRAINED_W8
-  c.reid.model_kwargs = ml_collections.ConfigDict()
-  # ... and the 64×32 input and an equal share of real and converted draws, as measured (the
-  # SYSU twin's 128×64 and share 0.25 were not measured on the thermal twin).
-  c.input.update(synthetic.INPUT_64)
-  c.input.converted_share = synthetic.EQUAL_SHARE
-  # ℓ_intra's margin for this twin's distances: D(positive, hardest cross negative) within a
-  # modality rises to 0.57–0.61 over training here (0.50–0.54 on the SYSU twin), so width 8's
-  # ρ2 = 0.45 leaves ℓ_intra active on only 4 % of anchors by step 1,500 (0.46 → 0.04); ρ2 = 0.6
-  # keeps it acting (0.55 → 0.18), with rank-1 no different: 2.2 ± 0.3 / 2.1 ± 0.4 against
-  # 2.1 ± 0.3 / 1.8 ± 0.1 (vis→thermal / thermal→vis, 3 seeds, harness; not a resolved gain).
-  c.reid.intra_margin = 0.6
   if reduced:
     c.data.trials = (1,)
-  if res128:  # measured, not adopted: its tables are the 64×32 recipe's
-    c.init = synthetic.PRETRAINED
-    c.reid.model_kwargs = ml_collections.ConfigDict({"width": synthetic.WIDTH})
-    c.input.update(synthetic.INPUT)
-    c.input.converted_share = synthetic.CONVERTED_SHARE
-    c.reid.intra_margin = synthetic.INTRA_MARGIN
+  if "res64" in chosen:  # the width-8, 64×32 recipe of the tables until 2026-12-03
+    c.init = synthetic.PRETRAINED_W8
+    c.reid.model_kwargs = ml_collections.ConfigDict()
+    c.input.update(synthetic.INPUT_64)
+    c.input.converted_share = synthetic.EQUAL_SHARE
+    c.reid.intra_margin = INTRA_MARGIN_W8
+  elif not chosen:
+    c.input.channel_aug.update(CHANNEL_AUG)
   return base.apply_arg(c, rest)

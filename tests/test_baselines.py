@@ -246,6 +246,10 @@ def test_every_row_config_loads_for_every_dataset(dataset):
       assert c.input.converted_share == 0.5
       if dataset == "synthetic_sysu" and row in ("ce2l", "bdtr"):
         assert c.reid.intra_margin == 0.45  # width 8's ρ2 (configs/synthetic.py INTRA_MARGIN_W8)
+      if dataset == "synthetic_regdb" and row in ("ce2l", "bdtr"):
+        assert c.reid.intra_margin == 0.6  # the RegDB twin's width-8 ρ2, as the rows were measured
+      # none of the table's methods used channel augmentation (the RegDB twin's recipe does)
+      assert c.input.channel_aug.mode == "none", (row, c.input.channel_aug)
     if row in ("one_stream", "two_stream", "zero_padding"):
       assert c.reid.model == row + ("" if real else "_tiny")
       assert (c.reid.cross_weight, c.reid.intra_weight, c.reid.lsr_on) == (0, 0, "none")

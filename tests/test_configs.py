@@ -127,16 +127,31 @@ def test_synthetic_demo_sizes():
 
 
 def test_twin_configs_keep_what_was_measured():
-  """The RegDB twin was measured at 64×32 with the equal share of real and converted draws; the
-  SYSU demo's 128×64 / 0.25 must not leak into it. The AlexNet keeps its own measured input."""
-  from configs import synthetic
+  """The RegDB twin's recipe is the SYSU demo's plus CAJ's greyscale augmentation on the visible
+  images (docs/notes/thermal_twin.md §10); `res64` keeps the width-8 64×32 recipe of the earlier
+  tables (equal share, ρ2 0.6, no channel augmentation). The AlexNet keeps its own measured
+  input."""
+  from configs import synthetic, synthetic_regdb
   demo, regdb_twin, alexnet = (load(n) for n in ("synthetic", "synthetic_regdb", "synthetic_alexnet"))
   assert demo.input.converted_share == synthetic.CONVERTED_SHARE == 0.25
+  assert demo.input.channel_aug.mode == "none"  # the greyscale augmentation is the RegDB twin's
   for name in ("", "reduced"):
     r = load("synthetic_regdb", name)
-    assert tuple(r.input.image_size) == tuple(r.input.crop) == tuple(r.input.resize) == (64, 32)
-    assert r.input.pad == 4 and r.input.converted_share == 0.5
+    assert tuple(r.input.image_size) == tuple(r.input.crop) == tuple(r.input.resize) == (128, 64)
+    assert r.input.converted_share == 0.25 and r.reid.intra_margin == 0.65
+    assert r.reid.model_kwargs.width == 16 and r.init == synthetic.PRETRAINED
+    aug = r.input.channel_aug
+    assert (aug.mode, aug.prob, tuple(aug.slots)) == ("adap_gray", 0.5, (0,))  # visible slot only
+    old = load("synthetic_regdb", ",".join(o for o in (name, "res64") if o))
+    assert tuple(old.input.image_size) == tuple(old.input.crop) == tuple(old.input.resize) == (64, 32)
+    assert old.input.pad == 4 and old.input.converted_share == 0.5
+    assert old.reid.intra_margin == synthetic_regdb.INTRA_MARGIN_W8 == 0.6
+    assert old.init == synthetic.PRETRAINED_W8 and "width" not in old.reid.model_kwargs
+    assert old.input.channel_aug.mode == "none"
+    assert old.data.trials == r.data.trials
   assert regdb_twin.data.protocol == "regdb"
+  with pytest.raises(ValueError, match="one of res128, res64"):
+    load("synthetic_regdb", "res128,res64")
   # the AlexNet: 99×99 with the demo's share and a CycleGAN at the twin's 128×64 (measured so)
   assert tuple(alexnet.input.image_size) == (99, 99)
   assert alexnet.input.converted_share == synthetic.CONVERTED_SHARE
@@ -245,3 +260,4 @@ def test_regdb_res128_is_the_demos_recipe_on_the_regdb_twin():
     assert a == b, key
   assert r.data.name == "synthetic_vireid/regdb" and r.data.protocol == "regdb"
   assert tuple(r.data.trials) == (1,) and not r.cyclegan.enabled
+  assert r.input.channel_aug.mode == "none"  # §6c's first runs: without the greyscale augmentation

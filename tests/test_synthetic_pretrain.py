@@ -137,17 +137,18 @@ def test_committed_alexnet_file_loads_into_the_configs_model():
   step(loaded["params"])
 
 
-@pytest.mark.parametrize("name", ["synthetic", "synthetic_regdb"])
+@pytest.mark.parametrize("name", ["synthetic", "synthetic_regdb", "synthetic_regdb:res64"])
 def test_committed_resnet_file_loads_into_the_configs_model(name):
   """Each ResNet twin config's `init` (weights/resnet_tiny_w16_synthetic.npz for the SYSU twin's
-  width 16, weights/resnet_tiny_synthetic.npz for the RegDB twin's width 8) loads through the
+  width 16 and the RegDB twin's recipe, weights/resnet_tiny_synthetic.npz for width 8, the RegDB
+  twin's `res64`) loads through the
   real-weights path into the config's own model: every conv/bn leaf of stem and layers is
   replaced, both stems get the file's conv1, and the head keeps its fresh values. A width that does
   not match its file fails here (the loader checks shapes), not minutes into `make demo`."""
   import os
   from ce2l_jax.trainers import reid as reid_trainer
   from tests.test_configs import load
-  c = load(name)
+  c = load(*name.split(":"))
   assert os.path.exists(c.init), f"{c.init} missing: see docs/notes/synthetic_benchmark.md"
   model = reid_trainer.create_model(c.reid, 7)
   h, w = c.input.image_size

@@ -95,14 +95,14 @@ def test_oracle_row_replaces_the_copied_conversion_before_training(tmp_path, mon
   assert out["run"]["all_single"]["rank1"] == 0.3
   # Not on the RegDB twin (per-trial conversions): the row is skipped there, not run.
   calls.clear()
-  t.main(["--twins=regdb", "--rows=oracle,share50", "--seeds=0", "--collect", f"--workroot={work}",
+  t.main(["--twins=regdb", "--rows=oracle", "--seeds=0", "--collect", f"--workroot={work}",
           f"--out={tmp_path / 'o'}"])
   assert calls == []
 
 
 def test_share50_row_reuses_the_conversion_with_an_equal_share(tmp_path, monkeypatch):
   """`share50`: the full run's conversion copied, re-ID and evaluation with converted_share 0.5
-  (equal mixing; the SYSU twin's full row draws 0.25), and only on the SYSU twin."""
+  (equal mixing; both twins' full rows draw 0.25)."""
   t = _tables()
   work = str(tmp_path / "work")
   _write_run(work, "full", 0, 0.2, "CE²L")
@@ -122,4 +122,6 @@ def test_share50_row_reuses_the_conversion_with_an_equal_share(tmp_path, monkeyp
   assert len(calls) == 1 and "--config.input.converted_share=0.5" in calls[0]
   assert "--stages=reid,evaluate" in calls[0] and out["run"]["all_single"]["rank1"] == 0.3
   from configs import synthetic  # the row differs from the full row only if the default does not
+  from tests.test_configs import load
   assert synthetic.CONVERTED_SHARE != 0.5
+  assert load("synthetic_regdb", "reduced").input.converted_share != 0.5
