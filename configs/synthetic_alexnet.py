@@ -56,11 +56,11 @@ fc7 1024, dropout 0.5, ImageNet weights, SGD), each with its reason
   for the ResNet with 0.45); set from the distances, its effect on retrieval not measured.
 Everything else is configs/synthetic.py's. `:reduced`: 250 re-ID and 200 CycleGAN steps.
 
-Measured (docs/notes/synthetic_alexnet.md, fourth session), 2026-12-03, the project's 2 cores
-with one other run of mine alongside: through run.py, 167–173 s wall per run (dataset built);
-all-search single-shot rank-1 **10.80 ± 1.41 %**, mAP **17.76 ± 1.60 %** over seeds 0–2 (8.91 /
-16.69, 12.30 / 20.02, 11.20 / 16.57; raw pixels 2.71 / 5.58; chance rank-1 1 %): issue 12's
-10 % on the mean, not on every seed. `:noconv`: 9.88 ± 0.16 / 17.00 ± 0.10 (10.02, 9.97, 9.65):
+Measured (docs/notes/synthetic_alexnet.md, fourth and fifth sessions), 2026-12-03, the project's
+2 cores with one other run of mine alongside: through run.py, 167–173 s wall per run (dataset
+built); all-search single-shot rank-1 **10.57 ± 1.75 %**, mAP **17.74 ± 1.50 %** over seeds 0–4
+(8.91 / 16.69, 12.30 / 20.02, 11.20 / 16.57, 12.35 / 19.03, 8.11 / 16.37; raw pixels 2.71 /
+5.58; chance rank-1 1 %): issue 12's 10 % on the mean, not on every seed. `:noconv`: 9.88 ± 0.16 / 17.00 ± 0.10 (10.02, 9.97, 9.65):
 with this CycleGAN and share, conversion no longer costs the AlexNet (+0.9 rank-1, within the
 seeds' spread).
 """
