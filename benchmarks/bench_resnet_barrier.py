@@ -32,27 +32,22 @@ def main(argv=None) -> None:
   ap.add_argument("--steps", type=int, default=4)
   args = ap.parse_args(argv)
 
-  import flax.linen as nn
   import jax
 
   from ce2l_jax.models import reid, resnet
   keep = resnet.materialize
 
   class Bottleneck(resnet.Bottleneck):
-    """resnet.Bottleneck with the barrier on the listed stages only (names `layer<s>_<j>`)."""
+    """resnet.Bottleneck with the barrier on the listed stages only (names `layer<s>_<j>`):
+    `resnet.materialize` is swapped while the block is traced, the block itself is the project's."""
 
-    @nn.compact
     def __call__(self, x, train=False):
-      bn = lambda name: resnet.batch_norm(train, name, self.dtype)  # noqa: E731
-      cv = lambda width, k, s, name: resnet.conv(width, k, s, name, self.dtype)  # noqa: E731
-      y = nn.relu(bn("bn1")(cv(self.planes, 1, 1, "conv1")(x)))
-      y = nn.relu(bn("bn2")(cv(self.planes, 3, self.stride, "conv2")(y)))
-      y = bn("bn3")(cv(self.planes * resnet.EXPANSION, 1, 1, "conv3")(y))
-      if self.downsample:
-        x = bn("downsample_bn")(cv(self.planes * resnet.EXPANSION, 1, self.stride,
-                                   "downsample_conv")(x))
-      out = nn.relu(x + y)
-      return keep(out) if self.name[len("layer")] in args.stages else out
+      on = self.name[len("layer")] in args.stages
+      resnet.materialize = keep if on else (lambda y: y)
+      try:
+        return super().__call__(x, train)
+      finally:
+        resnet.materialize = keep
 
   resnet.Bottleneck = reid.Bottleneck = Bottleneck
   from benchmarks.bench_steps import reid_step

@@ -28,13 +28,14 @@ the recipe of the tables measured until 2026-12-03 (width-8 `resnet_tiny` from i
 
 Measured (2026-12-03, trial 1, 750 re-ID steps, no conversion, seeds 0–2; rank-1 / mAP %,
 visible→thermal; chance 0.49 %): `res64` (1,500 steps, harness) 2.17 ± 0.29 / 2.91, `res128`
-2.90 ± 0.64 / 3.84 ± 0.40, the recipe **4.68 ± 0.83 / 5.26 ± 0.66** (thermal→visible 3.54 ±
-1.04 / 5.02 ± 0.76). Greyscale on every visible image (prob 1.0) 1.46, plus random erasing 0.5
+2.90 ± 0.64 / 3.84 ± 0.40, the recipe **4.68 ± 0.84 / 5.26 ± 0.65** (thermal→visible 3.54 ±
+1.04 / 5.01 ± 0.76); with conversion (CE²L, the default) 3.83 ± 0.07 / 4.05 ± 0.16. Greyscale on every visible image (prob 1.0) 1.46, plus random erasing 0.5
 4.56, P=8 × K=4 4.27 (seed 0; the recipe's seed 0: 5.34). It learns, barely: while the same
 network retrieves visible→visible 99.7 % and thermal→thermal 71 % of the unseen people, what the
 thermal image shares with the visible one (silhouette, garment kind; garment luminance only in
 the sun) is weak (§6a: the closed-set control, test people seen in training, reaches 9–14 %).
-The ablation tables: docs/results/synthetic_tables_regdb.md (`make tables`).
+The ablation tables: docs/results/synthetic_tables_regdb.md (`benchmarks/synthetic_tables.py
+--twins=regdb --reduced`, the script `make tables` runs).
 """
 
 import ml_collections
