@@ -109,7 +109,7 @@ def test_synthetic_alexnet_config_is_the_demo_with_the_papers_network():
 
 def test_synthetic_alexnet_drops_its_lr_late_in_both_scales():
   """The AlexNet's re-ID lr falls tenfold at three quarters of its steps, full and `:reduced`
-  (docs/notes/synthetic_alexnet.md, sixth session: +2.7 rank-1 over a constant lr, 5 seeds)."""
+  (docs/notes/synthetic_alexnet.md, sixth session: +2.2 rank-1 over a constant lr, 5 seeds)."""
   from ce2l_jax.data import synthetic as synthetic_data
   from ce2l_jax.trainers import reid
   from tests.test_configs import load
