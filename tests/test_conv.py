@@ -50,12 +50,20 @@ CONV_CASES = [
     ((2, 9, 8, 3), (3, 3, 3, 4), (2, 1), ((0, 2), (1, 0)), 1),  # asymmetric
     ((2, 9, 8, 3), (3, 3, 3, 4), 2, "SAME", 1),
     ((2, 9, 8, 3), (3, 3, 3, 4), 1, "VALID", 1),
+    ((2, 14, 10, 8), (7, 7, 8, 3), 1, 0, 1),                # CycleGAN head (reflection-padded)
+    ((2, 11, 9, 6), (4, 4, 6, 1), (2, 1), ((1, 2), (0, 1)), 1),  # one output, strided, asymmetric
 ]
+# The mixed form sends convolutions with ≤ _NARROW_MAX_OUT outputs to its output-side branch
+# (`_conv_narrow`); the tests run each mixed case with that branch on and off.
+NARROW = {"narrow": C._NARROW_MAX_OUT, "wide": 0}
 
 
-@pytest.mark.parametrize("impl", ["mixed", "matmul"])
+@pytest.mark.parametrize("impl", ["mixed", "mixed-wide", "matmul"])
 @pytest.mark.parametrize("xs,ks,s,p,g", CONV_CASES)
-def test_conv2d_matches_lax(xs, ks, s, p, g, impl):
+def test_conv2d_matches_lax(xs, ks, s, p, g, impl, monkeypatch):
+  if impl == "mixed-wide":
+    monkeypatch.setattr(C, "_NARROW_MAX_OUT", 0)
+    impl = "mixed"
   x, k = _data(xs, ks)
   pads = C.normalize_padding(p, xs[1:3], ks[:2], C._pair(s))
   ref = lambda x, k: lax.conv_general_dilated(x, k, C._pair(s), pads, dimension_numbers=DN,
@@ -71,6 +79,7 @@ def test_conv2d_mixed_other_branches(xs, ks, s, p, g, monkeypatch):
   inputs), forced on small shapes."""
   monkeypatch.setattr(C, "_TAPS_MIN_CHANNEL_PRODUCT", 1)
   monkeypatch.setattr(C, "_PATCHES_MAX_CHANNELS", 10 ** 6)
+  monkeypatch.setattr(C, "_NARROW_MAX_OUT", 0)
   x, k = _data(xs, ks)
   pads = C.normalize_padding(p, xs[1:3], ks[:2], C._pair(s))
   ref = lambda x, k: lax.conv_general_dilated(x, k, C._pair(s), pads, dimension_numbers=DN,
@@ -81,13 +90,15 @@ def test_conv2d_mixed_other_branches(xs, ks, s, p, g, monkeypatch):
 BF16_U = 2.0 ** -8  # bfloat16's unit roundoff (8 significant bits; eps = 2⁻⁷)
 
 
+@pytest.mark.parametrize("narrow", NARROW)
 @pytest.mark.parametrize("taps", [False, True])
-@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 1, 3)] + [((2, 4, 3, 4), (3, 3, 4, 6), 2, ((1, 2), (1, 2)), 1)])
-def test_mixed_float64_stays_float64(case, taps, monkeypatch):
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 1, 3, 13)] + [((2, 4, 3, 4), (3, 3, 4, 6), 2, ((1, 2), (1, 2)), 1)])
+def test_mixed_float64_stays_float64(case, taps, narrow, monkeypatch):
   """Float64 inputs (64-bit JAX): the mixed form accumulates in float64, not float32 (its
   bfloat16 rule is "never narrower than float32"), so it equals XLA's float64 convolution and
   its gradients to 1e-12 (a float32 accumulation would be ~1e-7 off; before the fix it raised)."""
   xs, ks, s, p, g = case
+  monkeypatch.setattr(C, "_NARROW_MAX_OUT", NARROW[narrow])
   if taps:
     monkeypatch.setattr(C, "_TAPS_MIN_CHANNEL_PRODUCT", 1)
   with jax.enable_x64(True):
@@ -114,12 +125,14 @@ def _assert_rounded_once(got, exact, magnitude):
   assert float(jnp.max(excess)) <= 0, float(jnp.max(excess))
 
 
+@pytest.mark.parametrize("narrow", NARROW)
 @pytest.mark.parametrize("taps", [False, True])
-@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 1, 3, 5, 7)] + [((2, 4, 3, 6), (3, 3, 4, 6), 2, ((1, 2), (1, 2)))])
-def test_mixed_bfloat16_rounds_once(case, taps, monkeypatch):
+@pytest.mark.parametrize("case", [CONV_CASES[i] for i in (0, 1, 3, 5, 7, 13, 14)] + [((2, 4, 3, 6), (3, 3, 4, 6), 2, ((1, 2), (1, 2)))])
+def test_mixed_bfloat16_rounds_once(case, taps, narrow, monkeypatch):
   """Mixed precision: with bfloat16 inputs, the mixed form's output, ∂x and ∂K are the exact
   results for those inputs rounded once to bfloat16 — products and sums (per-tap dots, col2im)
   accumulated in float32, as cuDNN does. A sum rounded per tap in bfloat16 fails this."""
+  monkeypatch.setattr(C, "_NARROW_MAX_OUT", NARROW[narrow])
   if taps:  # the per-tap forward and the patch-matrix weight gradient
     monkeypatch.setattr(C, "_TAPS_MIN_CHANNEL_PRODUCT", 1)
     monkeypatch.setattr(C, "_PATCHES_MAX_CHANNELS", 10 ** 6)
@@ -224,7 +237,9 @@ def test_bad_impl_is_one_line():
     (False, (8, 72, 36, 128), (3, 3, 128, 128), (2, 2), 1, "native"),    # ResNet 3×3/2
     (False, (8, 18, 9, 512), (3, 3, 512, 512), (1, 1), 1, "native"),     # ResNet layer4 3×3
     (False, (2, 34, 18, 256), (3, 3, 256, 256), (1, 1), 1, "native"),    # CycleGAN block
-    (False, (2, 134, 70, 64), (7, 7, 64, 3), (1, 1), 1, "native"),       # CycleGAN head
+    (False, (2, 134, 70, 64), (7, 7, 64, 3), (1, 1), 1, "mixed"),        # CycleGAN head (narrow)
+    (False, (4, 15, 7, 512), (4, 4, 512, 1), (1, 1), 1, "mixed"),        # PatchGAN output (narrow)
+    (False, (4, 70, 38, 8), (7, 7, 8, 3), (1, 1), 1, "native"),          # the demo's head, 8 → 3
     (False, (2, 64, 32, 64), (4, 4, 64, 128), (2, 2), 1, "native"),      # PatchGAN 4×4/2
 ])
 def test_auto_form_per_layer(transposed, xs, ks, s, g, want):
@@ -240,7 +255,7 @@ def test_auto_form_per_layer(transposed, xs, ks, s, g, want):
 
 def test_auto_traces_the_chosen_form():
   """Under impl="auto" a 1×1 convolution's gradient has no convolution in it (mixed: dots), a
-  3×3 one is XLA's convolution (native)."""
+  3×3 one is XLA's convolution (native), a 64 → 3 head's none (the output-side form)."""
   x, k1 = _data((2, 6, 5, 8), (1, 1, 8, 4))
   _, k3 = _data((2, 6, 5, 8), (3, 3, 8, 4))
   hlo = lambda k: jax.jit(jax.grad(lambda x, k: jnp.sum(C.conv2d(x, k, 1, "SAME", impl="auto")),
@@ -248,6 +263,11 @@ def test_auto_traces_the_chosen_form():
   if jax.default_backend() == "cpu":
     assert "convolution" not in hlo(k1)
   assert "convolution" in hlo(k3)
+  x64, head = _data((1, 12, 10, 64), (7, 7, 64, 3))  # a generator's head: the output-side form
+  head_hlo = jax.jit(jax.grad(lambda x, k: jnp.sum(C.conv2d(x, k, 1, 3, impl="auto")),
+                              argnums=(0, 1))).lower(x64, head).as_text()
+  if jax.default_backend() == "cpu":
+    assert "convolution" not in head_hlo
 
 
 def _grads_under(impl, fn, params):

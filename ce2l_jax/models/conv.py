@@ -36,7 +36,9 @@ a dense convolution. Hence the forms `impl` chooses from:
   transposed kernel, for strides > 1 col2im of one `dot` per kernel tap; ∂K[i, j] =
   view_ij(x)ᵀ · ∂y, one `dot` per kernel tap (the im2col product split by tap, no patch matrix;
   for < 16 input channels one patch-matrix `dot`). The transposed convolution is wired the other way round (forward = the ∂x map,
-  ∂x = the forward convolution). Forward-mode differentiation (`jax.jvp`) is not defined for it.
+  ∂x = the forward convolution). A convolution with ≤ 4 outputs (an image head) takes the
+  output-side branch instead: one `dot` to all taps' outputs on the input grid, summed at their
+  shifts; its ∂K and ∂x are one `dot` each (`_conv_narrow`). Forward-mode differentiation (`jax.jvp`) is not defined for it.
 - "matmul": everything through the patch matrix (forward included), built from `pad`, strided
   `slice`s and `concatenate` — linear maps JAX transposes itself, so forward mode works too;
   the patches are rematerialised in the backward pass (`jax.checkpoint`).
@@ -137,10 +139,15 @@ def auto_form(transposed: bool, x_shape: Sequence[int], kernel_shape: Sequence[i
   - 1×1 convolutions (any stride): forward and gradients are single dots, 2–3× faster than
     XLA's convolution (ResNet-50's 1×1s at batch 4+4: 0.024–0.207 native, 0.010–0.077 mixed;
     the 1×1/2 downsample 0.058 vs 0.027);
+  - narrow outputs (≤ `_NARROW_MAX_OUT` channels) from ≥ `_NARROW_MIN_IN` input channels, in the
+    output-side form (`_conv_narrow`): the reference CycleGAN's 7×7 64→3 head at batch 4 0.212
+    CPU s native, 0.081 mixed (2026-12-03, quiet; before that form, mixed was 3× slower than
+    native on it: 0.403 vs 0.125 at batch 2); the whole CycleGAN step 4 % faster
+    (`benchmarks/bench_conv_rules.py`, round-robin in one process);
   and "native" for every other (k×k, dense) convolution, strided or not, narrow or wide: there
   XLA's convolution and gradients were as fast or faster — ResNet 3×3/1 64→64 at 72×36 0.031
   native vs 0.073 mixed, 3×3/2 128→128 0.036 vs 0.070, 3×3/1 512→512 at 18×9 0.153 vs 0.140,
-  CycleGAN blocks 256→256 0.026 vs 0.023, its 7×7 64→3 head 0.125 vs 0.403, the RGB stems
+  CycleGAN blocks 256→256 0.026 vs 0.023, the RGB stems
   (AlexNet 11×11/4 0.029 vs 0.083, ResNet 7×7/2 0.018 vs 0.040), which is also why the channel
   count and the image size (`x_shape`) do not enter the rule. Measured 2026-12-01 with
   `benchmarks/bench_conv_choice.py` (forward + weight gradient + input gradient of each distinct
@@ -156,6 +163,8 @@ def auto_form(transposed: bool, x_shape: Sequence[int], kernel_shape: Sequence[i
   if transposed:
     return "mixed" if max(strides) > 1 else "native"
   if kh == kw == 1:
+    return "mixed"
+  if _is_narrow_out(kernel_shape, groups) and kernel_shape[2] >= _NARROW_MIN_IN:
     return "mixed"
   return "native"
 
@@ -385,6 +394,86 @@ def _wgrad_prim(x: Array, dy: Array, kernel_shape: tuple[int, ...], strides: tup
   return _cat(outs)
 
 
+# Narrow outputs (an image generator's 7×7 64 → 3 head): XLA's convolution and the per-tap dots
+# are both (…, C)·(C, 3) slivers, 3–30× below the dot rate (docs/notes/fast_convolution.md). The
+# output-side form makes it one wide product: Z = xpad · K_(C, kh·kw·F) on the padded input grid,
+# then y = Σ_ij view_ij(Z's columns of tap (i, j)) — the transposed convolution's col2im read
+# the other way. Its VJP: ∂Z = the kh·kw shifted (strided) copies of ∂y side by side,
+# ∂K = xpadᵀ · ∂Z and ∂xpad = ∂Z · Kᵀ, two more wide dots.
+_NARROW_MAX_OUT = 4
+# "auto" takes the output-side form for narrow outputs from this many input channels (the
+# reference CycleGAN's 64 → 3 head and its PatchGAN's 512 → 1 output); the demo's 8 → 3 head
+# keeps XLA's convolution (not measured to gain: with 8 input channels Z's dot is thin too).
+_NARROW_MIN_IN = 64
+
+
+def _is_narrow_out(kernel_shape, groups: int) -> bool:
+  kh, kw, _, f = kernel_shape
+  return groups == 1 and f <= _NARROW_MAX_OUT and kh * kw > 1
+
+
+def _pad_input(x: Array, pads: Pads) -> Array:
+  (pt, pb), (pl, pr) = pads
+  if not (pt or pb or pl or pr):
+    return x
+  return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+
+
+def _narrow_kernel(kernel: Array) -> Array:
+  """(kh, kw, C, F) → (C, kh·kw·F), columns ordered (i, j, f)."""
+  kh, kw, ci, f = kernel.shape
+  return kernel.transpose(2, 0, 1, 3).reshape(ci, kh * kw * f)
+
+
+def _narrow_fwd_prim(x: Array, kernel: Array, strides: tuple[int, int], pads: Pads) -> Array:
+  kh, kw, _, f = kernel.shape
+  (sh, sw) = strides
+  xp = _pad_input(x, pads)
+  n, hp, wp, _ = xp.shape
+  ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+  z = _matmul(xp, _narrow_kernel(kernel))  # (N, Hp, Wp, kh·kw·F), accumulated in float32
+  y = None
+  for i in range(kh):
+    for j in range(kw):
+      t = i * kw + j
+      v = lax.slice(z, (0, i, j, t * f), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, (t + 1) * f),
+                    (1, sh, sw, 1))
+      y = v if y is None else y + v
+  return y.astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_narrow(x, kernel, strides, pads):
+  return _narrow_fwd_prim(x, kernel, strides, pads)
+
+
+def _conv_narrow_fwd(x, kernel, strides, pads):
+  return _narrow_fwd_prim(x, kernel, strides, pads), (x, kernel)
+
+
+def _conv_narrow_bwd(strides, pads, res, dy):
+  x, kernel = res
+  kh, kw, ci, f = kernel.shape
+  (sh, sw), ((pt, _), (pl, _)) = strides, pads
+  xp = _pad_input(x, pads)
+  n, hp, wp, _ = xp.shape
+  ho, wo = dy.shape[1:3]
+  zero = jnp.zeros((), dy.dtype)
+  dz = jnp.concatenate([  # the transpose of the forward's strided views, tap by tap
+      lax.pad(dy, zero, ((0, 0, 0), (i, hp - (i + sh * (ho - 1) + 1), sh - 1),
+                         (j, wp - (j + sw * (wo - 1) + 1), sw - 1), (0, 0, 0)))
+      for i in range(kh) for j in range(kw)], axis=-1)
+  dk = lax.dot_general(xp, dz, (((0, 1, 2), (0, 1, 2)), ((), ())),
+                       preferred_element_type=_acc(x.dtype))  # (C, kh·kw·F)
+  dk = dk.reshape(ci, kh, kw, f).transpose(1, 2, 0, 3)
+  dxp = _matmul(dz, _narrow_kernel(kernel).T)
+  dx = lax.slice(dxp, (0, pt, pl, 0), (n, pt + x.shape[1], pl + x.shape[2], ci))
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_conv_narrow.defvjp(_conv_narrow_fwd, _conv_narrow_bwd)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv_mixed(x, kernel, strides, pads, groups):
   return _fwd_prim(x, kernel, strides, pads, groups)
@@ -440,6 +529,8 @@ def conv2d(x: Array, kernel: Array, strides: int | Sequence[int] = 1, padding: A
     return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN,
                                     feature_group_count=groups)
   if form == "mixed":
+    if _is_narrow_out(kernel.shape, groups):
+      return _conv_narrow(x, kernel, strides, pads)
     return _conv_mixed(x, kernel, strides, pads, groups)
   if kh == kw == 1 and not any(p for pp in pads for p in pp):
     return _conv_matmul(x, kernel, strides, pads, groups)  # no patches to rematerialise
