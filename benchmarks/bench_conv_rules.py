@@ -5,13 +5,14 @@
 Isolated per-layer timings (`bench_conv_choice.py`) did not predict what a form does inside a
 whole step (the CycleGAN head: 2.6× faster alone, a few per cent of the step), and the machine's
 speed drifts by 10–20 % between processes minutes apart, so a rule is judged here: the same
-step compiled under each variant of the rules (`auto` with the rule's threshold set so that it
-never fires, or as in `ce2l_jax.models.conv`), then timed round-robin, one step of each variant
+step compiled under each variant of the rules (`conv.auto_form` as committed, or wrapped with
+a candidate rule while the step is traced), then timed round-robin, one step of each variant
 per round, in the same process. Prints each variant's per-round wall and CPU seconds and their
 medians, and the loss of each (equal up to float32 summation order).
 
-Variants: `base` (`auto` without the narrow-output rule: XLA's convolution for a 64 → 3 head),
-`auto` (the rules as committed: the output-side form for narrow outputs).
+Variants: `auto` (the rules as committed), `narrow` (plus: mixed — its output-side branch — for
+convolutions with ≤ 4 outputs from ≥ 64 inputs, the CycleGAN's 64 → 3 head and 512 → 1 PatchGAN
+output; measured 2026-12-03, four runs: −4 %, +1 %, +4 %, −6 % against `auto`: not resolved, not adopted).
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ sys.path.insert(0, ROOT)
 
 from benchmarks.machine_timing import machine, matmul_rate  # noqa: E402
 
-OFF = 10 ** 9
+
+
+def _narrow_rule(auto_form):
+  def rule(transposed, x_shape, kernel_shape, strides, groups=1, backend=None):
+    kh, kw, ci, f = kernel_shape
+    if not transposed and groups == 1 and f <= 4 and kh * kw > 1 and ci >= 64:
+      return "mixed"
+    return auto_form(transposed, x_shape, kernel_shape, strides, groups, backend)
+  return rule
 
 
 def main(argv=None) -> None:
@@ -36,14 +45,14 @@ def main(argv=None) -> None:
   ap.add_argument("--net", default="cyclegan", choices=["cyclegan", "resnet", "alexnet"])
   ap.add_argument("--batch", type=int, default=4)
   ap.add_argument("--rounds", type=int, default=4)
-  ap.add_argument("--variants", default="base,auto")
+  ap.add_argument("--variants", default="auto,narrow")
   args = ap.parse_args(argv)
   import jax
 
   from benchmarks.bench_steps import cyclegan_step, reid_step
   from ce2l_jax.models import conv as C
-  keep = {"_NARROW_MIN_IN": C._NARROW_MIN_IN}
-  settings = {"base": {"_NARROW_MIN_IN": OFF}, "auto": dict(keep)}
+  keep = C.auto_form
+  rules = {"auto": keep, "narrow": _narrow_rule(keep)}
   print(f"Machine: {machine()}")
   d = matmul_rate()
   print(f"float32 2048² dot: {d[0]:.0f} GFLOP/s wall, {d[1]:.0f} GFLOP per CPU-second")
@@ -54,13 +63,11 @@ def main(argv=None) -> None:
   names = args.variants.split(",")
   compiled = {}
   for name in names:
-    for k, v in settings[name].items():
-      setattr(C, k, v)
+    C.auto_form = rules[name]
     try:
       compiled[name] = jax.jit(step).lower(state, data).compile()
     finally:
-      for k, v in keep.items():
-        setattr(C, k, v)
+      C.auto_form = keep
     jax.block_until_ready(compiled[name](state, data))  # first run: allocations
   wall = {n: [] for n in names}
   cpu = {n: [] for n in names}

@@ -237,8 +237,8 @@ def test_bad_impl_is_one_line():
     (False, (8, 72, 36, 128), (3, 3, 128, 128), (2, 2), 1, "native"),    # ResNet 3×3/2
     (False, (8, 18, 9, 512), (3, 3, 512, 512), (1, 1), 1, "native"),     # ResNet layer4 3×3
     (False, (2, 34, 18, 256), (3, 3, 256, 256), (1, 1), 1, "native"),    # CycleGAN block
-    (False, (2, 134, 70, 64), (7, 7, 64, 3), (1, 1), 1, "mixed"),        # CycleGAN head (narrow)
-    (False, (4, 15, 7, 512), (4, 4, 512, 1), (1, 1), 1, "mixed"),        # PatchGAN output (narrow)
+    (False, (2, 134, 70, 64), (7, 7, 64, 3), (1, 1), 1, "native"),       # CycleGAN head
+    (False, (4, 15, 7, 512), (4, 4, 512, 1), (1, 1), 1, "native"),       # PatchGAN output
     (False, (4, 70, 38, 8), (7, 7, 8, 3), (1, 1), 1, "native"),          # the demo's head, 8 → 3
     (False, (2, 64, 32, 64), (4, 4, 64, 128), (2, 2), 1, "native"),      # PatchGAN 4×4/2
 ])
@@ -255,7 +255,8 @@ def test_auto_form_per_layer(transposed, xs, ks, s, g, want):
 
 def test_auto_traces_the_chosen_form():
   """Under impl="auto" a 1×1 convolution's gradient has no convolution in it (mixed: dots), a
-  3×3 one is XLA's convolution (native), a 64 → 3 head's none (the output-side form)."""
+  3×3 one is XLA's convolution (native); under impl="mixed" a 64 → 3 head's has none (its
+  output-side branch)."""
   x, k1 = _data((2, 6, 5, 8), (1, 1, 8, 4))
   _, k3 = _data((2, 6, 5, 8), (3, 3, 8, 4))
   hlo = lambda k: jax.jit(jax.grad(lambda x, k: jnp.sum(C.conv2d(x, k, 1, "SAME", impl="auto")),
@@ -263,11 +264,10 @@ def test_auto_traces_the_chosen_form():
   if jax.default_backend() == "cpu":
     assert "convolution" not in hlo(k1)
   assert "convolution" in hlo(k3)
-  x64, head = _data((1, 12, 10, 64), (7, 7, 64, 3))  # a generator's head: the output-side form
-  head_hlo = jax.jit(jax.grad(lambda x, k: jnp.sum(C.conv2d(x, k, 1, 3, impl="auto")),
+  x64, head = _data((1, 12, 10, 64), (7, 7, 64, 3))  # a generator's head under "mixed": dots only
+  head_hlo = jax.jit(jax.grad(lambda x, k: jnp.sum(C.conv2d(x, k, 1, 3, impl="mixed")),
                               argnums=(0, 1))).lower(x64, head).as_text()
-  if jax.default_backend() == "cpu":
-    assert "convolution" not in head_hlo
+  assert "convolution" not in head_hlo and "dot" in head_hlo
 
 
 def _grads_under(impl, fn, params):

@@ -139,17 +139,17 @@ def auto_form(transposed: bool, x_shape: Sequence[int], kernel_shape: Sequence[i
   - 1×1 convolutions (any stride): forward and gradients are single dots, 2–3× faster than
     XLA's convolution (ResNet-50's 1×1s at batch 4+4: 0.024–0.207 native, 0.010–0.077 mixed;
     the 1×1/2 downsample 0.058 vs 0.027);
-  - narrow outputs (≤ `_NARROW_MAX_OUT` channels) from ≥ `_NARROW_MIN_IN` input channels, in the
-    output-side form (`_conv_narrow`): the reference CycleGAN's 7×7 64→3 head at batch 4 0.212
-    CPU s native, 0.081 mixed (2026-12-03, quiet; before that form, mixed was 3× slower than
-    native on it: 0.403 vs 0.125 at batch 2); the whole CycleGAN step 4 % faster
-    (`benchmarks/bench_conv_rules.py`, round-robin in one process);
   and "native" for every other (k×k, dense) convolution, strided or not, narrow or wide: there
   XLA's convolution and gradients were as fast or faster — ResNet 3×3/1 64→64 at 72×36 0.031
   native vs 0.073 mixed, 3×3/2 128→128 0.036 vs 0.070, 3×3/1 512→512 at 18×9 0.153 vs 0.140,
   CycleGAN blocks 256→256 0.026 vs 0.023, the RGB stems
   (AlexNet 11×11/4 0.029 vs 0.083, ResNet 7×7/2 0.018 vs 0.040), which is also why the channel
-  count and the image size (`x_shape`) do not enter the rule. Measured 2026-12-01 with
+  count and the image size (`x_shape`) do not enter the rule. The CycleGAN's 7×7 64→3 head
+  stays native too: alone, mixed's output-side branch runs its forward and gradients 2.6× faster
+  (batch 4: 0.081 against 0.212 CPU s, 2026-12-03), but inside the whole step no gain resolved
+  (`benchmarks/bench_conv_rules.py`, round-robin in one process, four runs: −4 %, +1 %, +4 %,
+  −6 % wall).
+  Measured 2026-12-01 with
   `benchmarks/bench_conv_choice.py` (forward + weight gradient + input gradient of each distinct
   convolution of a network, median CPU s, shared 2-core EPYC; tables in
   docs/notes/fast_convolution.md).
@@ -163,8 +163,6 @@ def auto_form(transposed: bool, x_shape: Sequence[int], kernel_shape: Sequence[i
   if transposed:
     return "mixed" if max(strides) > 1 else "native"
   if kh == kw == 1:
-    return "mixed"
-  if _is_narrow_out(kernel_shape, groups) and kernel_shape[2] >= _NARROW_MIN_IN:
     return "mixed"
   return "native"
 
@@ -401,10 +399,6 @@ def _wgrad_prim(x: Array, dy: Array, kernel_shape: tuple[int, ...], strides: tup
 # the other way. Its VJP: ∂Z = the kh·kw shifted (strided) copies of ∂y side by side,
 # ∂K = xpadᵀ · ∂Z and ∂xpad = ∂Z · Kᵀ, two more wide dots.
 _NARROW_MAX_OUT = 4
-# "auto" takes the output-side form for narrow outputs from this many input channels (the
-# reference CycleGAN's 64 → 3 head and its PatchGAN's 512 → 1 output); the demo's 8 → 3 head
-# keeps XLA's convolution (not measured to gain: with 8 input channels Z's dot is thin too).
-_NARROW_MIN_IN = 64
 
 
 def _is_narrow_out(kernel_shape, groups: int) -> bool:
