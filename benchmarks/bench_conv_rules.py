@@ -12,7 +12,9 @@ medians, and the loss of each (equal up to float32 summation order).
 
 Variants: `auto` (the rules as committed), `narrow` (plus: mixed — its output-side branch — for
 convolutions with ≤ 4 outputs from ≥ 64 inputs, the CycleGAN's 64 → 3 head and 512 → 1 PatchGAN
-output; measured 2026-12-03, four runs: −4 %, +1 %, +4 %, −6 % against `auto`: not resolved, not adopted).
+output; measured 2026-12-03, four runs: −4 %, +1 %, +4 %, −6 % against `auto`: not resolved, not adopted),
+`strided` (plus: mixed for strided k×k convolutions from ≥ 16 inputs, whose input gradient XLA
+computes as a dilated convolution).
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ def _narrow_rule(auto_form):
   return rule
 
 
+def _strided_rule(auto_form):
+  def rule(transposed, x_shape, kernel_shape, strides, groups=1, backend=None):
+    if not transposed and groups == 1 and max(strides) > 1 and kernel_shape[2] >= 16:
+      return "mixed"
+    return auto_form(transposed, x_shape, kernel_shape, strides, groups, backend)
+  return rule
+
+
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--net", default="cyclegan", choices=["cyclegan", "resnet", "alexnet"])
@@ -52,7 +62,7 @@ def main(argv=None) -> None:
   from benchmarks.bench_steps import cyclegan_step, reid_step
   from ce2l_jax.models import conv as C
   keep = C.auto_form
-  rules = {"auto": keep, "narrow": _narrow_rule(keep)}
+  rules = {"auto": keep, "narrow": _narrow_rule(keep), "strided": _strided_rule(keep)}
   print(f"Machine: {machine()}")
   d = matmul_rate()
   print(f"float32 2048² dot: {d[0]:.0f} GFLOP/s wall, {d[1]:.0f} GFLOP per CPU-second")
