@@ -13,8 +13,8 @@ medians, and the loss of each (equal up to float32 summation order).
 Variants: `auto` (the rules as committed), `narrow` (plus: mixed — its output-side branch — for
 convolutions with ≤ 4 outputs from ≥ 64 inputs, the CycleGAN's 64 → 3 head and 512 → 1 PatchGAN
 output; measured 2026-12-03, four runs: −4 %, +1 %, +4 %, −6 % against `auto`: not resolved, not adopted),
-`strided` (plus: mixed for strided k×k convolutions from ≥ 16 inputs, whose input gradient XLA
-computes as a dilated convolution).
+`strided` (plus: mixed for strided k×k convolutions from ≥ `--strided_min_in` inputs, default
+16, whose input gradient XLA computes as a dilated convolution).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ def _narrow_rule(auto_form):
   return rule
 
 
-def _strided_rule(auto_form):
+def _strided_rule(auto_form, min_in: int = 16):
   def rule(transposed, x_shape, kernel_shape, strides, groups=1, backend=None):
-    if not transposed and groups == 1 and max(strides) > 1 and kernel_shape[2] >= 16:
+    if not transposed and groups == 1 and max(strides) > 1 and kernel_shape[2] >= min_in:
       return "mixed"
     return auto_form(transposed, x_shape, kernel_shape, strides, groups, backend)
   return rule
@@ -56,13 +56,14 @@ def main(argv=None) -> None:
   ap.add_argument("--batch", type=int, default=4)
   ap.add_argument("--rounds", type=int, default=4)
   ap.add_argument("--variants", default="auto,narrow")
+  ap.add_argument("--strided_min_in", type=int, default=16)
   args = ap.parse_args(argv)
   import jax
 
   from benchmarks.bench_steps import cyclegan_step, reid_step
   from ce2l_jax.models import conv as C
   keep = C.auto_form
-  rules = {"auto": keep, "narrow": _narrow_rule(keep), "strided": _strided_rule(keep)}
+  rules = {"auto": keep, "narrow": _narrow_rule(keep), "strided": _strided_rule(keep, args.strided_min_in)}
   print(f"Machine: {machine()}")
   d = matmul_rate()
   print(f"float32 2048² dot: {d[0]:.0f} GFLOP/s wall, {d[1]:.0f} GFLOP per CPU-second")
