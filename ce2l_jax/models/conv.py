@@ -179,15 +179,31 @@ def _out_size(size: int, k: int, s: int, lo: int, hi: int) -> int:
 # --------------------------------------------------------------------------- im2col/col2im --
 
 
+def _pad_input(x: Array, pads: Pads) -> Array:
+  """x zero-padded by pads ((top, bottom), (left, right)) in H and W."""
+  (pt, pb), (pl, pr) = pads
+  if not (pt or pb or pl or pr):
+    return x
+  return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+
+
+def _at_tap(a: Array, i: int, j: int, strides: tuple[int, int], hp: int, wp: int) -> Array:
+  """a (N, Ho, Wo, C) placed where tap (i, j) of a (strides) convolution reads it on the
+  (Hp, Wp) padded input grid, zeros elsewhere: the transpose of that tap's strided view."""
+  (sh, sw), (ho, wo) = strides, a.shape[1:3]
+  return lax.pad(a, jnp.zeros((), a.dtype),
+                 ((0, 0, 0), (i, hp - (i + sh * (ho - 1) + 1), sh - 1),
+                  (j, wp - (j + sw * (wo - 1) + 1), sw - 1), (0, 0, 0)))
+
+
 def _im2col(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int], pads: Pads) -> Array:
   """(N, H, W, C) → patches (N, Ho, Wo, kh·kw·C), column order (i, j, c) like an HWIO kernel.
 
   Separable: the kw column shifts first ((N, Hp, Wo, kw·C)), then the kh row shifts of that, so
   each `concatenate` has k operands, not k² (121 for an 11×11 kernel).
   """
-  (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_hw, strides, pads
-  if pt or pb or pl or pr:
-    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+  (kh, kw), (sh, sw) = kernel_hw, strides
+  x = _pad_input(x, pads)
   n, h, w, c = x.shape
   ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
   if ho < 1 or wo < 1:
@@ -349,14 +365,10 @@ def _bwd_prim(dy: Array, kernel: Array, x_shape: tuple[int, ...], strides: tuple
     else:  # col2im: ∂x = Σ_ij shift_ij(∂y · K[i, j]ᵀ), one `dot` per tap, added in one pass
       n, h, w = x_shape[:3]
       hp, wp = h + pt + pb, w + pl + pr
-      ho, wo = dyg.shape[1:3]
-      zero = jnp.zeros((), _acc(dy.dtype))
       acc = None
       for i in range(kh):
         for j in range(kw):
-          part = lax.pad(_matmul(dyg, kg[i, j].T), zero,
-                         ((0, 0, 0), (i, hp - (i + strides[0] * (ho - 1) + 1), strides[0] - 1),
-                          (j, wp - (j + strides[1] * (wo - 1) + 1), strides[1] - 1), (0, 0, 0)))
+          part = _at_tap(_matmul(dyg, kg[i, j].T), i, j, strides, hp, wp)
           acc = part if acc is None else acc + part
       outs.append(lax.slice(acc, (0, pt, pl, 0), (n, pt + h, pl + w, ci)).astype(dy.dtype))
   return _cat(outs)
@@ -365,9 +377,8 @@ def _bwd_prim(dy: Array, kernel: Array, x_shape: tuple[int, ...], strides: tuple
 def _shifted_views(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int],
                    pads: Pads) -> list[Array]:
   """The kh·kw views xpad[:, i::sh, j::sw][:Ho, :Wo] (each a contiguous (N, Ho, Wo, C) copy)."""
-  (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = kernel_hw, strides, pads
-  if pt or pb or pl or pr:
-    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+  (kh, kw), (sh, sw) = kernel_hw, strides
+  x = _pad_input(x, pads)
   n, h, w, c = x.shape
   ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
   return [lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
@@ -406,13 +417,6 @@ def _is_narrow_out(kernel_shape, groups: int) -> bool:
   return groups == 1 and f <= _NARROW_MAX_OUT and kh * kw > 1
 
 
-def _pad_input(x: Array, pads: Pads) -> Array:
-  (pt, pb), (pl, pr) = pads
-  if not (pt or pb or pl or pr):
-    return x
-  return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-
-
 def _narrow_kernel(kernel: Array) -> Array:
   """(kh, kw, C, F) → (C, kh·kw·F), columns ordered (i, j, f)."""
   kh, kw, ci, f = kernel.shape
@@ -448,15 +452,11 @@ def _conv_narrow_fwd(x, kernel, strides, pads):
 def _conv_narrow_bwd(strides, pads, res, dy):
   x, kernel = res
   kh, kw, ci, f = kernel.shape
-  (sh, sw), ((pt, _), (pl, _)) = strides, pads
+  (pt, _), (pl, _) = pads
   xp = _pad_input(x, pads)
   n, hp, wp, _ = xp.shape
-  ho, wo = dy.shape[1:3]
-  zero = jnp.zeros((), dy.dtype)
-  dz = jnp.concatenate([  # the transpose of the forward's strided views, tap by tap
-      lax.pad(dy, zero, ((0, 0, 0), (i, hp - (i + sh * (ho - 1) + 1), sh - 1),
-                         (j, wp - (j + sw * (wo - 1) + 1), sw - 1), (0, 0, 0)))
-      for i in range(kh) for j in range(kw)], axis=-1)
+  dz = jnp.concatenate([_at_tap(dy, i, j, strides, hp, wp)  # transpose of the forward's views
+                        for i in range(kh) for j in range(kw)], axis=-1)
   dk = lax.dot_general(xp, dz, (((0, 1, 2), (0, 1, 2)), ((), ())),
                        preferred_element_type=_acc(x.dtype))  # (C, kh·kw·F)
   dk = dk.reshape(ci, kh, kw, f).transpose(1, 2, 0, 3)
