@@ -14,7 +14,11 @@ Variants: `auto` (the rules as committed), `narrow` (plus: mixed — its output-
 convolutions with ≤ 4 outputs from ≥ 64 inputs, the CycleGAN's 64 → 3 head and 512 → 1 PatchGAN
 output; measured 2026-12-03, four runs: −4 %, +1 %, +4 %, −6 % against `auto`: not resolved, not adopted),
 `strided` (plus: mixed for strided k×k convolutions from ≥ `--strided_min_in` inputs, default
-16, whose input gradient XLA computes as a dilated convolution).
+16, whose input gradient XLA computes as a dilated convolution), `wide` (plus: mixed for dense
+stride-1 k×k convolutions with inputs × outputs ≥ `--wide_min_product`, default 256·256: the
+CycleGAN's residual blocks, whose weight gradient as per-tap dots ran 22.5 against 32.2 ms
+alone; in the step 10.47 against 10.50 s, 2026-12-03: not adopted). Each step is compiled as the
+trainers compile theirs (`bench_steps.step_options`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.machine_timing import machine, matmul_rate  # noqa: E402
+from benchmarks.machine_timing import machine, matmul_rate, round_robin  # noqa: E402
 
 
 
@@ -50,6 +54,16 @@ def _strided_rule(auto_form, min_in: int = 16):
   return rule
 
 
+def _wide_rule(auto_form, min_product: int = 256 * 256):
+  def rule(transposed, x_shape, kernel_shape, strides, groups=1, backend=None):
+    kh, kw, ci, f = kernel_shape
+    if (not transposed and groups == 1 and max(strides) == 1 and kh * kw > 1
+        and ci * f >= min_product):
+      return "mixed"
+    return auto_form(transposed, x_shape, kernel_shape, strides, groups, backend)
+  return rule
+
+
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--net", default="cyclegan", choices=["cyclegan", "resnet", "alexnet"])
@@ -57,13 +71,15 @@ def main(argv=None) -> None:
   ap.add_argument("--rounds", type=int, default=4)
   ap.add_argument("--variants", default="auto,narrow")
   ap.add_argument("--strided_min_in", type=int, default=16)
+  ap.add_argument("--wide_min_product", type=int, default=256 * 256)
   args = ap.parse_args(argv)
   import jax
 
-  from benchmarks.bench_steps import cyclegan_step, reid_step
+  from benchmarks.bench_steps import cyclegan_step, reid_step, step_options
   from ce2l_jax.models import conv as C
   keep = C.auto_form
-  rules = {"auto": keep, "narrow": _narrow_rule(keep), "strided": _strided_rule(keep, args.strided_min_in)}
+  rules = {"auto": keep, "narrow": _narrow_rule(keep), "strided": _strided_rule(keep, args.strided_min_in),
+           "wide": _wide_rule(keep, args.wide_min_product)}
   print(f"Machine: {machine()}")
   d = matmul_rate()
   print(f"float32 2048² dot: {d[0]:.0f} GFLOP/s wall, {d[1]:.0f} GFLOP per CPU-second")
@@ -72,29 +88,21 @@ def main(argv=None) -> None:
   else:
     step, _, state, data, _ = reid_step(args.net, args.batch, fast=True)
   names = args.variants.split(",")
+  options = step_options(args.net)  # as the trainers compile the step
   compiled = {}
   for name in names:
     C.auto_form = rules[name]
     try:
-      compiled[name] = jax.jit(step).lower(state, data).compile()
+      compiled[name] = jax.jit(step).lower(state, data).compile(compiler_options=options)
     finally:
       C.auto_form = keep
-    jax.block_until_ready(compiled[name](state, data))  # first run: allocations
-  wall = {n: [] for n in names}
-  cpu = {n: [] for n in names}
-  loss = {}
-  for _ in range(args.rounds):
-    for name in names:
-      t, c = time.perf_counter(), time.process_time()
-      out = jax.block_until_ready(compiled[name](state, data))
-      wall[name].append(time.perf_counter() - t)
-      cpu[name].append(time.process_time() - c)
-      loss[name] = float(out[1])
+  wall, cpu, out = round_robin({n: (lambda c=compiled[n]: c(state, data)) for n in names},
+                               args.rounds)
   print(f"{args.net} batch {args.batch}, {args.rounds} rounds, load {os.getloadavg()[0]:.1f}")
   for name in names:
     print(f"{name:7s} wall {' '.join(f'{x:.2f}' for x in wall[name])} (median {np.median(wall[name]):.2f}) "
-          f"CPU {' '.join(f'{x:.2f}' for x in cpu[name])} (median {np.median(cpu[name]):.2f}) loss {loss[name]:.5f}")
-
+          f"CPU {' '.join(f'{x:.2f}' for x in cpu[name])} (median {np.median(cpu[name]):.2f}) "
+          f"loss {float(out[name][1]):.5f}")
 
 if __name__ == "__main__":
   main()

@@ -29,6 +29,7 @@ def one(net: str, steps: int) -> dict:
   import jax.numpy as jnp
   import numpy as np
   from ce2l_jax import parallel
+  from ce2l_jax.trainers import loop
   from ce2l_jax.config_check import load_config_file
   config = load_config_file(os.path.join(ROOT, "configs", "synthetic.py"))
   rng = np.random.default_rng(0)
@@ -38,7 +39,8 @@ def one(net: str, steps: int) -> dict:
     c = config.reid
     model = rt.create_model(c, 300)
     tx, sched = rt.make_optimizer(c, int(c.num_steps))
-    step = jax.jit(rt.make_train_step(model, tx, sched, c), donate_argnums=(0,))
+    step = jax.jit(rt.make_train_step(model, tx, sched, c), donate_argnums=(0,),
+                   compiler_options=loop.cpu_compiler_options(rt.CPU_SCHEDULER) or None)
     h, w = config.input.image_size
     state = TrainState.create(rt.init_variables(model, (h, w, 3), jax.random.PRNGKey(0)), tx,
                               jax.random.PRNGKey(1))

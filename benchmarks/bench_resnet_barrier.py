@@ -53,7 +53,9 @@ def main(argv=None) -> None:
   from benchmarks.bench_steps import reid_step
   step, _, state, data, _ = reid_step("resnet", args.batch, fast=True)
   t = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile()
+  from benchmarks.bench_steps import step_options
+  compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile(
+      compiler_options=step_options("resnet"))  # as the trainers compile it
   mem = compiled.memory_analysis()
   print(f"stages {args.stages}, batch {args.batch}+{args.batch}: compile "
         f"{time.perf_counter() - t:.0f} s, temp buffer {mem.temp_size_in_bytes / 2 ** 30:.2f} GiB",

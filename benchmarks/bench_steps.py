@@ -157,6 +157,13 @@ def cyclegan_step(batch: int, size=(128, 64), ngf: int = 64, n_blocks: int = 9):
   return step, forward, state, data, 2 * batch
 
 
+def step_options(net: str) -> dict | None:
+  """The compiler options the trainers compile `net`'s step with (XLA:CPU's scheduler)."""
+  from ce2l_jax.trainers import cyclegan, loop, reid
+  return loop.cpu_compiler_options(cyclegan.CPU_SCHEDULER if net == "cyclegan"
+                                   else reid.CPU_SCHEDULER) or None
+
+
 def bench_one(net: str, form: str, batch: int, steps: int, tiny: bool = False) -> dict:
   """One (net, form) in this process; `CE2L_CONV_IMPL` must already be set to `form`."""
   import jax
@@ -166,10 +173,11 @@ def bench_one(net: str, form: str, batch: int, steps: int, tiny: bool = False) -
     step, forward, state, data, n_img = cyclegan_step(batch, **kw)
   else:
     step, forward, state, data, n_img = reid_step(net, batch, fast=form != "plain", tiny=tiny)
+  options = step_options(net)
   t = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile()
+  compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile(compiler_options=options)
   compile_s = time.perf_counter() - t
-  fwd = jax.jit(forward).lower(state, data).compile()
+  fwd = jax.jit(forward).lower(state, data).compile(compiler_options=options)
   flops, fwd_flops = _flops(compiled), _flops(fwd)
   fwd_s, fwd_cpu = timed(lambda: fwd(state, data), steps)
   box = [state, None]

@@ -3,7 +3,9 @@
 `machine()` names the CPU (lscpu's model name), the CPU count, the 1-minute load average (the
 machine may be shared), the jax version and backend and the Python version. `timed(f, n)` is the
 median wall and CPU time of `f()` over `n` calls after one warm-up call, each blocked until
-its result is ready. `matmul_rate()` is the float32 2048² `a @ a` rate, the roofline a step's
+its result is ready. `round_robin(calls, rounds)` times several variants of one computation in
+turns, one call of each per round, so that the machine's drift (10–20 % between processes minutes
+apart here) falls on every variant alike. `matmul_rate()` is the float32 2048² `a @ a` rate, the roofline a step's
 rate is compared with (2n³ FLOPs): GFLOP/s of wall time and GFLOP per CPU-second (the steadier
 figure when other jobs share the cores). jax is imported inside the functions, so a script can
 set its environment (XLA_FLAGS, CE2L_CONV_IMPL) before the first call.
@@ -31,6 +33,25 @@ def timed(f: Callable[[], Any], repeats: int) -> tuple[float, float]:
     wall.append(time.perf_counter() - t)
     cpu.append(time.process_time() - c)
   return float(np.median(wall)), float(np.median(cpu))
+
+
+def round_robin(calls: dict[str, Callable[[], Any]], rounds: int
+                ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Any]]:
+  """(wall s per round, CPU s per round, last result) of each named call, after one warm-up
+  call each; round r runs every call once, in the dict's order."""
+  import jax
+  for f in calls.values():
+    jax.block_until_ready(f())
+  wall = {n: [] for n in calls}
+  cpu = {n: [] for n in calls}
+  last = {}
+  for _ in range(rounds):
+    for name, f in calls.items():
+      t, c = time.perf_counter(), time.process_time()
+      last[name] = jax.block_until_ready(f())
+      wall[name].append(time.perf_counter() - t)
+      cpu[name].append(time.process_time() - c)
+  return wall, cpu, last
 
 
 def matmul_rate(repeats: int = 5, n: int = 2048) -> tuple[float, float]:

@@ -147,7 +147,9 @@ def profile(net: str, batch: int, steps: int, tiny: bool) -> dict:
     step, _, state, data, n_img = cyclegan_step(batch, **kw)
   else:
     step, _, state, data, n_img = reid_step(net, batch, fast=True, tiny=tiny)
-  compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile()
+  from benchmarks.bench_steps import step_options
+  compiled = jax.jit(step, donate_argnums=0).lower(state, data).compile(
+      compiler_options=step_options(net))  # as the trainers compile it
   state, loss = compiled(state, data)  # warm-up
   jax.block_until_ready(loss)
   t0 = time.perf_counter()  # the step's wall time without the profiler

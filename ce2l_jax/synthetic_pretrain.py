@@ -192,7 +192,7 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
   for thousands of steps), loaded as the re-ID stage loads it; the classifier starts fresh."""
   from ce2l_jax.config_check import BASE_CONFIG, load_config_file
   from ce2l_jax.train_state import TrainState
-  from ce2l_jax.trainers import reid as reid_trainer
+  from ce2l_jax.trainers import loop, reid as reid_trainer
   cfg = load_config_file(BASE_CONFIG).reid  # configs/base.py: the paper's re-ID section
   cfg.update(dict(model=model, optimizer="adam", lr=lr, weight_decay=weight_decay,
                   cross_weight=0.0, intra_weight=0.0, lsr_on="none"))
@@ -207,7 +207,8 @@ def pretrain(out: str, *, model: str, data: str, size, steps: int, p: int, k: in
   rows = [np.flatnonzero(label == i) for i in range(len(pids))]
   net = reid_trainer.create_model(cfg, len(pids))
   tx, schedule = reid_trainer.make_optimizer(cfg, steps)
-  step = jax.jit(reid_trainer.make_train_step(net, tx, schedule, cfg), donate_argnums=(0,))
+  step = jax.jit(reid_trainer.make_train_step(net, tx, schedule, cfg), donate_argnums=(0,),
+                 compiler_options=loop.cpu_compiler_options(reid_trainer.CPU_SCHEDULER) or None)
   variables = reid_trainer.init_variables(net, tuple(size) + (3,), jax.random.PRNGKey(seed))
   if init:
     from ce2l_jax.models import pretrained

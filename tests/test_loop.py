@@ -228,3 +228,23 @@ def test_imports_point_one_way_and_only_stages_writes_done():
     if m != "ce2l_jax.stages":
       assert "write_done(" not in open(files[m]).read() or m == "ce2l_jax.workdir", m
   assert not hits("ce2l_jax.convert", "ce2l_jax.trainers")
+
+
+def test_cpu_compiler_options_name_the_scheduler_and_refuse_unknown_ones(monkeypatch):
+  monkeypatch.delenv(loop.CPU_SCHEDULER_ENV, raising=False)
+  opt = lambda *a, **k: loop.cpu_compiler_options(*a, **k).get("xla_cpu_scheduler_type")
+  assert opt("memory", backend="cpu") == "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"
+  assert opt(backend="cpu") == "CPU_SCHEDULER_TYPE_DEFAULT"
+  assert loop.cpu_compiler_options("memory", backend="gpu") == {}
+  monkeypatch.setenv(loop.CPU_SCHEDULER_ENV, "concurrency")  # one choice for the whole run
+  assert opt("memory", backend="cpu") == "CPU_SCHEDULER_TYPE_CONCURRENCY_OPTIMIZED"
+  monkeypatch.setenv(loop.CPU_SCHEDULER_ENV, "fast")
+  with pytest.raises(ValueError, match="CE2L_CPU_SCHEDULER='fast': use one of memory, default"):
+    loop.cpu_compiler_options("memory")
+  with pytest.raises(ValueError, match="'quick'"):
+    loop.cpu_compiler_options("quick")
+  # every name is one this jaxlib accepts
+  monkeypatch.delenv(loop.CPU_SCHEDULER_ENV)
+  for name in loop.CPU_SCHEDULERS:
+    f = jax.jit(lambda x: x * 2, compiler_options=loop.cpu_compiler_options(name) or None)
+    assert float(f(1.0)) == 2.0

@@ -18,7 +18,7 @@ import pytest
 from ce2l_jax import parallel
 from ce2l_jax.metric_writer import read_metrics
 from ce2l_jax.train_state import TrainState
-from ce2l_jax.trainers import reid
+from ce2l_jax.trainers import loop, reid
 from tests.conftest import H, NUM_CLASSES, W, base_config, reid_batch, reid_iterator, reid_run_config
 
 
@@ -148,3 +148,33 @@ def test_lsr_on_converted_and_disabled_terms():
   bad.lsr_on = "some"
   with pytest.raises(ValueError, match="lsr_on"):
     reid.check_config(bad)
+
+
+def test_step_compiles_under_the_memory_scheduler_with_the_same_maths(model, monkeypatch):
+  """The re-ID step is compiled with XLA:CPU's memory-optimised scheduler (reid.CPU_SCHEDULER,
+  loop.cpu_compiler_options): a smaller temp buffer than the default scheduler's, the same loss
+  and update; `CE2L_CPU_SCHEDULER` overrides it for a run."""
+  cfg = reid_run_config()
+  mesh = parallel.make_mesh(1)
+  tx, schedule, step = reid.build_step(model, cfg.reid, 2, mesh)
+  state = init_state(model, cfg, mesh, tx)
+  batch = reid.prepare_batch(reid_batch(0), mesh)
+
+  def under(scheduler):
+    return loop.jit_step(reid.make_train_step(model, tx, schedule, cfg.reid), mesh, batch_axis=1,
+                         compiler_options=reid.compiler_options(cfg.reid), scheduler=scheduler)
+
+  temp = lambda f: f.lower(state, batch).compile().memory_analysis().temp_size_in_bytes
+  default = under("default")
+  assert reid.CPU_SCHEDULER == "memory"
+  assert temp(step) == temp(under("memory")) < temp(default)
+  monkeypatch.setenv(loop.CPU_SCHEDULER_ENV, "default")
+  assert temp(under("memory")) == temp(default)
+
+  new_d, m_d = default(state, batch)
+  state = init_state(model, cfg, mesh, tx)  # the first call donated it
+  new_m, m_m = step(state, batch)
+  for k in ("loss", "ce", "cross", "intra", "grad_norm"):
+    np.testing.assert_allclose(m_m[k], m_d[k], rtol=1e-6, err_msg=k)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               host(new_m.params), host(new_d.params))

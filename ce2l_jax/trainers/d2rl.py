@@ -165,7 +165,8 @@ def build_step(model, config: ml_collections.ConfigDict, steps_per_epoch: int, m
     tx, tx_d, schedule = make_optimizers(config, steps_per_epoch)
     step = make_train_step(model, _discriminator(config), tx, tx_d, schedule, config)
     return tx, tx_d, loop.jit_step(step, mesh, batch_axis=1,
-                                   compiler_options=reid.compiler_options(config.reid))
+                                   compiler_options=reid.compiler_options(config.reid),
+                                   scheduler=reid.CPU_SCHEDULER)
 
   return loop.cached(key, build)
 

@@ -6,7 +6,8 @@ A trainer writes its config, optimiser, losses, step maths and state creation (a
   gate(old, new, checks, params)   inside the step: the update is applied only when every
                                    checked scalar and every updated parameter is finite
   jit_step(step_fn, mesh, axis)    `jax.jit` over the `data` mesh: state replicated and donated,
-                                   batch sharded on `axis`
+                                   batch sharded on `axis`; on CPU with the XLA scheduler the
+                                   trainer asks for (`cpu_compiler_options`)
   cached(key, build)               compiled steps reused across `train` calls of one process
   abstract_state(create, mesh)     the restore target (shapes, dtypes, replicated shardings)
   restore_or_init(...)             resume order: the workdir's latest checkpoint, then
@@ -31,6 +32,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import time
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
@@ -90,14 +92,43 @@ def fast_compile_options(cfg) -> dict[str, Any] | None:
   return None
 
 
+# XLA:CPU's instruction schedulers (`--xla_cpu_scheduler_type`), by the names a trainer and
+# `CE2L_CPU_SCHEDULER` use. Measured round-robin in one process (benchmarks/bench_cpu_scheduler.py,
+# docs/benchmarks.md): "memory" halves the re-ID steps' temp buffers (AGW ResNet-50 32+32:
+# 8.35 → 4.89 GiB; BDTR AlexNet 64+64: 2.45 → 1.23 GiB) and makes them faster (−17 %, −16 %;
+# the demo's resnet_tiny ±0), so the re-ID trainers ask for it; the CycleGAN's step gains no
+# memory from it and the demo's runs 19–28 % slower under it, so the CycleGAN keeps "default".
+CPU_SCHEDULERS = {"memory": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
+                  "default": "CPU_SCHEDULER_TYPE_DEFAULT",
+                  "concurrency": "CPU_SCHEDULER_TYPE_CONCURRENCY_OPTIMIZED"}
+CPU_SCHEDULER_ENV = "CE2L_CPU_SCHEDULER"
+
+
+def cpu_compiler_options(preferred: str = "default", backend: str | None = None) -> dict[str, Any]:
+  """A step's compiler options: on CPU, XLA's scheduler named by `CE2L_CPU_SCHEDULER` when it is
+  set (one choice for a whole run), else `preferred` (the one measured best for that step);
+  nothing on other backends."""
+  if preferred not in CPU_SCHEDULERS:
+    raise ValueError(f"CPU scheduler {preferred!r}: use one of {', '.join(CPU_SCHEDULERS)}")
+  scheduler = os.environ.get(CPU_SCHEDULER_ENV) or preferred
+  if scheduler not in CPU_SCHEDULERS:
+    raise ValueError(f"{CPU_SCHEDULER_ENV}={scheduler!r}: use one of {', '.join(CPU_SCHEDULERS)}")
+  if (backend or jax.default_backend()) != "cpu":
+    return {}
+  return {"xla_cpu_scheduler_type": CPU_SCHEDULERS[scheduler]}
+
+
 def jit_step(step_fn: Callable, mesh, batch_axis: int = 0,
-             compiler_options: Mapping[str, Any] | None = None) -> Callable:
+             compiler_options: Mapping[str, Any] | None = None,
+             scheduler: str = "default") -> Callable:
   """`step_fn(state, batch) -> (state, metrics)` jitted over `mesh`: state replicated and
-  donated, every batch array sharded on `batch_axis`, metrics replicated."""
+  donated, every batch array sharded on `batch_axis`, metrics replicated; compiled with
+  `cpu_compiler_options(scheduler)` and then `compiler_options`."""
   repl = parallel.replicated(mesh)
+  options = {**cpu_compiler_options(scheduler), **(compiler_options or {})}
   return jax.jit(step_fn, in_shardings=(repl, parallel.batch_sharding(mesh, batch_axis)),
                  out_shardings=(repl, repl), donate_argnums=(0,),
-                 compiler_options=dict(compiler_options or {}) or None)
+                 compiler_options=options or None)
 
 
 _CACHE: collections.OrderedDict[Any, Any] = collections.OrderedDict()

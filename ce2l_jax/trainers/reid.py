@@ -224,6 +224,10 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: optax.Sch
   return step_fn
 
 
+# XLA:CPU's scheduler for the re-ID steps: half the temp memory and faster (loop.CPU_SCHEDULERS).
+CPU_SCHEDULER = "memory"
+
+
 def compiler_options(cfg: ml_collections.ConfigDict) -> dict[str, Any] | None:
   """`reid.fast_compile` on CPU: no LLVM optimisation (compiles ~5× faster, runs slower)."""
   return loop.fast_compile_options(cfg)
@@ -245,7 +249,8 @@ def build_step(model, cfg: ml_collections.ConfigDict, steps_per_epoch: int, mesh
     tx, schedule = make_optimizer(cfg, steps_per_epoch)
     step = make_train_step(model, tx, schedule, cfg)
     return StepFunctions(tx, schedule, loop.jit_step(step, mesh, batch_axis=1,
-                                                     compiler_options=compiler_options(cfg)))
+                                                     compiler_options=compiler_options(cfg),
+                                                     scheduler=CPU_SCHEDULER))
 
   return loop.cached(key, build)
 
