@@ -17,7 +17,10 @@ output; measured 2026-12-03, four runs: −4 %, +1 %, +4 %, −6 % against `auto
 16, whose input gradient XLA computes as a dilated convolution), `wide` (plus: mixed for dense
 stride-1 k×k convolutions with inputs × outputs ≥ `--wide_min_product`, default 256·256: the
 CycleGAN's residual blocks, whose weight gradient as per-tap dots ran 22.5 against 32.2 ms
-alone; in the step 10.47 against 10.50 s, 2026-12-03: not adopted). Each step is compiled as the
+alone; in the step 10.47 against 10.50 s, 2026-12-03: not adopted), `stem` (plus: mixed for
+k×k convolutions from ≤ 4 inputs, the RGB stems, whose weight gradient XLA runs as a window-dilated
+convolution) and `dense` (every non-transposed convolution mixed); on the AlexNet step 64+64
+(2026-12-03, memory scheduler): 10.51 and 10.55 against 10.78 s, not resolved, not adopted. Each step is compiled as the
 trainers compile theirs (`bench_steps.step_options`).
 """
 
@@ -64,6 +67,23 @@ def _wide_rule(auto_form, min_product: int = 256 * 256):
   return rule
 
 
+def _stem_rule(auto_form, max_in: int = 4):
+  def rule(transposed, x_shape, kernel_shape, strides, groups=1, backend=None):
+    kh, kw, ci, _ = kernel_shape
+    if not transposed and groups == 1 and kh * kw > 1 and ci <= max_in:
+      return "mixed"
+    return auto_form(transposed, x_shape, kernel_shape, strides, groups, backend)
+  return rule
+
+
+def _dense_rule(auto_form):
+  def rule(transposed, x_shape, kernel_shape, strides, groups=1, backend=None):
+    if not transposed:
+      return "mixed"
+    return auto_form(transposed, x_shape, kernel_shape, strides, groups, backend)
+  return rule
+
+
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--net", default="cyclegan", choices=["cyclegan", "resnet", "alexnet"])
@@ -79,7 +99,8 @@ def main(argv=None) -> None:
   from ce2l_jax.models import conv as C
   keep = C.auto_form
   rules = {"auto": keep, "narrow": _narrow_rule(keep), "strided": _strided_rule(keep, args.strided_min_in),
-           "wide": _wide_rule(keep, args.wide_min_product)}
+           "wide": _wide_rule(keep, args.wide_min_product), "stem": _stem_rule(keep),
+           "dense": _dense_rule(keep)}
   print(f"Machine: {machine()}")
   d = matmul_rate()
   print(f"float32 2048² dot: {d[0]:.0f} GFLOP/s wall, {d[1]:.0f} GFLOP per CPU-second")

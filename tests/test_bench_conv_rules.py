@@ -20,3 +20,15 @@ def test_candidate_rules_fire_only_where_they_say():
     assert strided(*case, backend="cpu") == ("mixed" if case is DOWN else base), case
   assert C.auto_form(*HEAD, backend="cpu") == C.auto_form(*DOWN, backend="cpu") == "native"
   assert B._strided_rule(C.auto_form, 128)(*DOWN, backend="cpu") == "native"  # 64 inputs < 128
+
+
+def test_wide_stem_and_dense_rules_fire_only_where_they_say():
+  wide, stem, dense = (B._wide_rule(C.auto_form), B._stem_rule(C.auto_form),
+                       B._dense_rule(C.auto_form))
+  for case in (HEAD, DEMO_HEAD, DOWN, STEM, BLOCK, UP):
+    base = C.auto_form(*case, backend="cpu")
+    assert wide(*case, backend="cpu") == ("mixed" if case is BLOCK else base), case
+    assert stem(*case, backend="cpu") == ("mixed" if case is STEM else base), case
+    assert dense(*case, backend="cpu") == (base if case is UP else "mixed"), case
+  assert C.auto_form(*BLOCK, backend="cpu") == C.auto_form(*STEM, backend="cpu") == "native"
+  assert B._wide_rule(C.auto_form, 256 * 512)(*BLOCK, backend="cpu") == "native"
